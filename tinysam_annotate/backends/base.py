@@ -1,0 +1,54 @@
+"""The one small interface every inference engine implements: encode an image, decode prompts.
+
+Coordinates are (x, y) pixels of the model's input frame (the resized image, longest side
+``image_size``); point labels use the unified convention -1 padding, 0 background, 1 foreground,
+2/3 box top-left/bottom-right corners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What makes two embeddings comparable: feeds the embedding-cache key."""
+
+    model_id: str  # architecture name, e.g. "vit_t"
+    weights_hash: str  # sha256 of the checkpoint file, or a digest of the weights
+    backend: str  # "torch" or "onnx"
+    precision: str  # "fp32", "bf16", "fp16", "int8"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """An inference engine. Implementations: TorchBackend (and OnnxBackend)."""
+
+    identity: ModelIdentity
+    image_size: int  # side of the square model input, 1024 for official models
+    low_res_size: int  # side of the low-res logits, 256 for official models
+    always_multimask: bool  # TinySAM: three masks whatever multimask_output says
+    device_description: str  # e.g. "cpu", "cuda:0", "CPUExecutionProvider"
+
+    def encode(self, resized_image: np.ndarray) -> np.ndarray:
+        """h x w x 3 RGB image (uint8 or float in 0..255) with max(h, w) == image_size -> 1 x C x e x e float32."""
+        ...
+
+    def decode(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
+        multimask_output: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a batch of B prompts against one image embedding.
+
+        embedding: 1 x C x e x e; coords: B x N x 2 float32 (x, y) input-frame pixels; labels: B x N int;
+        mask_input: B x 1 x 256 x 256 logits or None. Returns low-res logits B x M x 256 x 256 and
+        IoU predictions B x M (M = 3, or 1 when a single mask is asked for and allowed).
+        """
+        ...

@@ -1,0 +1,121 @@
+"""Eager PyTorch engine over a :class:`~tinysam_annotate.modeling.Sam` (CPU or CUDA, optional bf16)."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import torch
+
+from ..modeling import Sam
+from .base import ModelIdentity
+
+
+def _as_tensor(array: np.ndarray, dtype: type) -> torch.Tensor:
+    """Zero-copy tensor view of a (possibly read-only, e.g. cached) array; torch only reads it."""
+    array = np.ascontiguousarray(array, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
+class TorchBackend:
+    """Runs a torch Sam. ``bf16=True`` uses bfloat16 autocast for the encoder (fast on CPUs with AMX)."""
+
+    def __init__(
+        self,
+        sam: Sam,
+        model_id: str = "sam",
+        weights_hash: str | None = None,
+        device: str | torch.device | None = None,
+        bf16: bool = False,
+    ) -> None:
+        from ..build import state_dict_digest
+
+        self.sam = sam.eval()
+        if device is not None:
+            self.sam.to(device)
+        self.bf16 = bf16
+        self.identity = ModelIdentity(
+            model_id=model_id,
+            weights_hash=weights_hash or state_dict_digest(sam),
+            backend="torch",
+            precision="bf16" if bf16 else "fp32",
+        )
+        self.image_size = sam.img_size
+        self.low_res_size = 4 * sam.prompt_encoder.image_embedding_size[0]
+        self.always_multimask = sam.mask_decoder.always_multimask
+        self._dense_pe: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+    @property
+    def device_description(self) -> str:
+        return str(self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def encode_tensor(self, image: torch.Tensor) -> torch.Tensor:
+        """B x 3 x h x w resized image (0..255) -> B x C x e x e float32 embeddings."""
+        with self._autocast():
+            features = self.sam.image_encoder(self.sam.preprocess(image.to(self.device, torch.float32)))
+        return features.float()
+
+    def encode(self, resized_image: np.ndarray) -> np.ndarray:
+        image = _as_tensor(resized_image, resized_image.dtype.type).permute(2, 0, 1)[None]
+        return self.encode_tensor(image).cpu().numpy()
+
+    def dense_pe(self) -> torch.Tensor:
+        """Positional encoding of the embedding grid, computed once: 1 x C x e x e."""
+        if self._dense_pe is None:
+            with torch.inference_mode():
+                self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    @torch.inference_mode()
+    def decode_tensors(
+        self,
+        embedding: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Torch version of :meth:`decode` (same shapes), staying on the model's device."""
+        pe = self.sam.prompt_encoder
+        sparse = pe.embed_labeled_points(coords.to(self.device, torch.float32), labels.to(self.device))
+        if mask_input is not None:
+            dense = pe.embed_masks(mask_input.to(self.device, torch.float32))
+        else:
+            dense = pe.no_mask_dense(sparse.shape[0])
+        return self.sam.mask_decoder(
+            image_embeddings=embedding.to(self.device),
+            image_pe=self.dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+
+    def decode(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
+        multimask_output: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits, iou = self.decode_tensors(
+            _as_tensor(embedding, np.float32),
+            _as_tensor(coords, np.float32),
+            _as_tensor(labels, np.int64),
+            None if mask_input is None else _as_tensor(mask_input, np.float32),
+            multimask_output,
+        )
+        return logits.cpu().numpy(), iou.cpu().numpy()

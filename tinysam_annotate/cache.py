@@ -1,0 +1,232 @@
+"""Content-addressed embedding cache: an in-memory LRU in front of an optional on-disk store.
+
+The key hashes the model-view pixels (H x W x 3 uint8 RGB), their shape, the model identity
+(architecture, weights hash, backend, precision) and the preprocessing version, so one changed pixel
+or another model/precision is a miss. Disk entries carry a checksum of their payload: a truncated or
+bit-flipped file is detected, deleted and recomputed. Writes go to a temp file that is renamed into
+place, so concurrent writers of one key never expose a partial file. A read-only or full directory
+turns the disk store off with a warning; the memory cache keeps working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends.base import ModelIdentity
+
+# Bump when resizing, normalisation or padding change: old embeddings then stop matching.
+PREPROCESS_VERSION = "1"
+_MAGIC = b"TSAEMB1\n"
+_HEADER_LEN = struct.Struct("<I")
+
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """``$TINYSAM_ANNOTATE_HOME/embeddings``, else ``~/.cache/tinysam-annotate/embeddings``."""
+    home = os.environ.get("TINYSAM_ANNOTATE_HOME")
+    base = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinysam-annotate"
+    return base / "embeddings"
+
+
+def embedding_key(pixels: np.ndarray, identity: ModelIdentity) -> str:
+    """Hex key of an H x W x 3 uint8 model view for one model identity."""
+    digest = hashlib.blake2b(digest_size=20)
+    meta = [PREPROCESS_VERSION, identity.model_id, identity.weights_hash, identity.backend, identity.precision]
+    digest.update(json.dumps(meta + [list(pixels.shape), str(pixels.dtype)]).encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
+@dataclass
+class CacheStats:
+    memory_hits: int = 0
+    disk_hits: int = 0
+    misses: int = 0
+    corrupt_entries: int = 0
+    evictions: int = 0
+
+
+class EmbeddingCache:
+    """Memory LRU (``memory_bytes``) plus optional disk store (``directory``, capped at ``max_disk_bytes``)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike | None = None,
+        memory_bytes: int = 256 << 20,
+        max_disk_bytes: int = 2 << 30,
+    ) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.memory_bytes = memory_bytes
+        self.max_disk_bytes = max_disk_bytes
+        self.stats = CacheStats()
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memory_used = 0
+        self._lock = threading.Lock()
+        self.disk_enabled = self.directory is not None
+        if self.directory is not None:
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._disable_disk(exc)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached embedding for ``key``, or None."""
+        with self._lock:
+            hit = self._memory.get(key)
+            if hit is not None:
+                self._memory.move_to_end(key)
+                self.stats.memory_hits += 1
+                return hit
+        loaded = self._read_disk(key) if self.disk_enabled else None
+        if loaded is None:
+            self.stats.misses += 1
+            return None
+        self.stats.disk_hits += 1
+        self._remember(key, loaded)
+        return loaded
+
+    def put(self, key: str, embedding: np.ndarray) -> None:
+        """Store an embedding in memory and, when enabled, on disk (atomically)."""
+        embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+        embedding.setflags(write=False)
+        self._remember(key, embedding)
+        if self.disk_enabled:
+            self._write_disk(key, embedding)
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._memory.clear()
+            self._memory_used = 0
+
+    def path_for(self, key: str) -> Path:
+        if self.directory is None:
+            raise ValueError("this cache has no disk directory")
+        return self.directory / key[:2] / f"{key}.emb"
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def _remember(self, key: str, embedding: np.ndarray) -> None:
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return
+            self._memory[key] = embedding
+            self._memory_used += embedding.nbytes
+            while self._memory_used > self.memory_bytes and len(self._memory) > 1:
+                _, old = self._memory.popitem(last=False)
+                self._memory_used -= old.nbytes
+
+    # -- disk --------------------------------------------------------------------------------
+
+    def _disable_disk(self, exc: BaseException) -> None:
+        if self.disk_enabled or self.directory is not None:
+            log.warning("embedding cache directory %s is not writable (%s); caching in memory only", self.directory, exc)
+        self.disk_enabled = False
+
+    def _read_disk(self, key: str) -> np.ndarray | None:
+        path = self.path_for(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read cache entry %s: %s", path, exc)
+            return None
+        embedding = _decode_entry(data)
+        if embedding is None:
+            self.stats.corrupt_entries += 1
+            log.warning("cache entry %s is truncated or corrupted; recomputing", path)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+        try:
+            os.utime(path)  # mtime is the LRU clock of the disk store
+        except OSError:
+            pass
+        return embedding
+
+    def _write_disk(self, key: str, embedding: np.ndarray) -> None:
+        path = self.path_for(key)
+        tmp_name = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".emb", delete=False) as tmp:
+                tmp_name = tmp.name
+                tmp.write(_encode_entry(embedding))
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+            tmp_name = None
+        except OSError as exc:
+            self._disable_disk(exc)
+            return
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    pass
+        self._evict_disk()
+
+    def _evict_disk(self) -> None:
+        assert self.directory is not None
+        entries = []
+        for path in self.directory.glob("*/*.emb"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_disk_bytes:
+                break
+            try:
+                path.unlink()
+                total -= size
+                self.stats.evictions += 1
+            except OSError:
+                pass
+
+
+def _encode_entry(embedding: np.ndarray) -> bytes:
+    payload = embedding.tobytes()
+    header = json.dumps(
+        {"shape": list(embedding.shape), "dtype": "float32", "blake2b": hashlib.blake2b(payload).hexdigest()}
+    ).encode()
+    return _MAGIC + _HEADER_LEN.pack(len(header)) + header + payload
+
+
+def _decode_entry(data: bytes) -> np.ndarray | None:
+    """The embedding in a disk entry, or None when the entry is truncated or corrupted."""
+    start = len(_MAGIC) + _HEADER_LEN.size
+    if len(data) < start or not data.startswith(_MAGIC):
+        return None
+    (header_len,) = _HEADER_LEN.unpack_from(data, len(_MAGIC))
+    try:
+        header = json.loads(data[start : start + header_len])
+        shape = tuple(int(n) for n in header["shape"])
+        checksum = str(header["blake2b"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    payload = data[start + header_len :]
+    if len(payload) != 4 * int(np.prod(shape)) or hashlib.blake2b(payload).hexdigest() != checksum:
+        return None
+    embedding = np.frombuffer(payload, dtype=np.float32).reshape(shape)
+    return embedding

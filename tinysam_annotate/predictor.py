@@ -1,0 +1,196 @@
+"""SamPredictor: segment-anything's interactive predictor over any backend, with an embedding cache.
+
+``SamPredictor(sam)`` accepts a torch :class:`Sam` (wrapped in a TorchBackend) or any object that
+implements :class:`~tinysam_annotate.backends.Backend`. The image embedding is computed once per image
+(or fetched from the cache) and every prompt is then decoded against it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backends.base import Backend
+from .cache import EmbeddingCache, embedding_key
+from .errors import ImageNotSetError, PromptError
+from .io.image import as_model_view
+from .prompts import to_decoder_inputs, validate_prompts
+from .transforms import ResizeLongestSide, postprocess_masks, preprocess_shape
+
+if TYPE_CHECKING:
+    import torch
+
+
+def as_backend(model: Any) -> Backend:
+    """A Backend for a torch Sam, or the object itself when it already is one."""
+    if isinstance(model, Backend):
+        return model
+    from .backends.torch_backend import TorchBackend
+    from .modeling import Sam
+
+    if isinstance(model, Sam):
+        return TorchBackend(model, model_id=type(model.image_encoder).__name__)
+    raise TypeError(f"expected a Sam model or a Backend, got {type(model).__name__}")
+
+
+class SamPredictor:
+    """Compute an image embedding once, then predict masks for many prompts quickly."""
+
+    mask_threshold: float = 0.0
+
+    def __init__(self, sam_model: Any, cache: EmbeddingCache | None = None) -> None:
+        self.backend = as_backend(sam_model)
+        self.model = sam_model
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.transform = ResizeLongestSide(self.backend.image_size)
+        self.last_encode_seconds = 0.0
+        self.last_cache_hit = False
+        self.reset_image()
+
+    # -- image ------------------------------------------------------------------------------------
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Embed an image. ``image``: H x W x 3 uint8 in ``image_format`` ("RGB" or "BGR").
+
+        Other arrays (grey, 16-bit, float, RGBA, channel-first) are converted to the RGB view first
+        by :func:`tinysam_annotate.io.as_model_view`.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        rgb = as_model_view(image)
+        if image_format == "BGR":
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        start = time.perf_counter()
+        key = embedding_key(rgb, self.backend.identity)
+        features = self.cache.get(key)
+        self.last_cache_hit = features is not None
+        if features is None:
+            features = self.backend.encode(self.transform.apply_image(rgb))
+            self.cache.put(key, features)
+        self.last_encode_seconds = time.perf_counter() - start
+        self._set_features(features, rgb.shape[:2])
+
+    def set_torch_image(self, transformed_image: "torch.Tensor", original_image_size: tuple[int, ...]) -> None:
+        """Embed an image already resized with ResizeLongestSide: 1 x 3 x h x w, values 0..255."""
+        if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3):
+            raise ValueError(f"set_torch_image expects a 1 x 3 x h x w tensor, got {tuple(transformed_image.shape)}")
+        if max(transformed_image.shape[2:]) != self.backend.image_size:
+            raise ValueError(f"set_torch_image input must have its long side == {self.backend.image_size}")
+        resized = transformed_image[0].permute(1, 2, 0).detach().cpu().float().numpy()
+        start = time.perf_counter()
+        features = self.backend.encode(resized)
+        self.last_encode_seconds = time.perf_counter() - start
+        self.last_cache_hit = False
+        self._set_features(features, (int(original_image_size[0]), int(original_image_size[1])))
+
+    def set_embedding(self, features: np.ndarray, original_image_size: tuple[int, int]) -> None:
+        """Use a precomputed 1 x C x e x e embedding for an image of (H, W) pixels."""
+        self._set_features(np.asarray(features, dtype=np.float32), original_image_size)
+
+    def _set_features(self, features: np.ndarray, original_size: tuple[int, int]) -> None:
+        self.features = features
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = preprocess_shape(*self.original_size, self.backend.image_size)
+        self.is_image_set = True
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self.is_image_set = False
+        self.features: np.ndarray | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    def get_image_embedding(self) -> Any:
+        """The current embedding, 1 x C x e x e (C=256, e=64): a torch tensor for torch models, else numpy."""
+        self._require_image()
+        if hasattr(self.backend, "sam"):
+            import torch
+
+            return torch.from_numpy(np.array(self.features)).to(self.backend.device)
+        return self.features
+
+    @property
+    def device(self) -> Any:
+        return getattr(self.backend, "device", "cpu")
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise ImageNotSetError("an image must be set with .set_image(...) before mask prediction")
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for prompts in original-image (x, y) pixels.
+
+        point_coords N x 2 with point_labels N (1 foreground, 0 background); box 4 as (x0, y0, x1, y1),
+        or B x 4 for a batch of boxes (points then apply to every box); mask_input 1 x 256 x 256 logits
+        from a previous call. Returns masks C x H x W (bool, or float logits with return_logits),
+        IoU predictions C, and low-res logits C x 256 x 256; with a batch of boxes each gains a
+        leading B axis. C is 3 with multimask_output (always for TinySAM), else 1.
+        """
+        self._require_image()
+        prompts = validate_prompts(
+            self.original_size, point_coords, point_labels, box, mask_input, self.backend.low_res_size
+        )
+        points = self.transform.apply_coords(prompts.points, self.original_size)
+        boxes = None if prompts.boxes is None else self.transform.apply_boxes(prompts.boxes, self.original_size)
+        masks, iou, low_res = self._decode(points, prompts.labels, boxes, prompts.mask_input, multimask_output, return_logits)
+        if prompts.batched:
+            return masks, iou, low_res
+        return masks[0], iou[0], low_res[0]
+
+    def predict_torch(
+        self,
+        point_coords: "torch.Tensor | None",
+        point_labels: "torch.Tensor | None",
+        boxes: "torch.Tensor | None" = None,
+        mask_input: "torch.Tensor | None" = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """Batched prediction with prompts already in the input frame (see ResizeLongestSide).
+
+        point_coords B x N x 2 (x, y), point_labels B x N, boxes B x 4, mask_input B x 1 x 256 x 256.
+        Returns masks B x C x H x W, IoU B x C and low-res logits B x C x 256 x 256 as torch tensors.
+        """
+        import torch
+
+        self._require_image()
+        if point_coords is None and boxes is None and mask_input is None:
+            raise PromptError("no prompt given: pass point_coords/point_labels, boxes, or mask_input")
+        if (point_coords is None) != (point_labels is None):
+            raise PromptError("point_coords and point_labels must be given together")
+        to_np = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
+        points, labels, box_np, mask_np = map(to_np, (point_coords, point_labels, boxes, mask_input))
+        batch = max(a.shape[0] for a in (points, box_np, mask_np) if a is not None)
+        if points is None:
+            points, labels = np.zeros((batch, 0, 2), np.float32), np.zeros((batch, 0), np.int64)
+        masks, iou, low_res = self._decode(points, labels, box_np, mask_np, multimask_output, return_logits)
+        device = self.device
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (masks, iou, low_res))  # type: ignore[return-value]
+
+    def _decode(
+        self,
+        points: np.ndarray,
+        labels: np.ndarray,
+        boxes: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask_output: bool,
+        return_logits: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        coords, unified_labels = to_decoder_inputs(points, labels, boxes)
+        low_res, iou = self.backend.decode(self.features, coords, unified_labels, mask_input, multimask_output)
+        masks = postprocess_masks(low_res, self.backend.image_size, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        return masks, iou, low_res

@@ -1,0 +1,140 @@
+"""Named models: architecture, release URL, expected file name, checksum, licence and source.
+
+Nothing here touches the network. Files are looked up in the shipped ``models/`` folder and in the
+user cache (``$TINYSAM_ANNOTATE_HOME/models`` or ``~/.cache/tinysam-annotate/models``);
+``tinysam-annotate models download NAME`` fetches the ones that have a URL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model. ``arch`` is a key of ``sam_model_registry``."""
+
+    name: str
+    arch: str
+    filename: str
+    url: str | None
+    sha256: str | None
+    licence: str
+    source: str
+    description: str
+    always_multimask: bool
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "tinysam",
+            "vit_t",
+            "tinysam.pth",
+            "https://github.com/xinghaochen/TinySAM/releases/download/1.0/tinysam.pth",
+            None,
+            "Apache-2.0",
+            "TinySAM (Shu et al., arXiv 2312.13789), first release",
+            "TinySAM: TinyViT-5M encoder distilled from SAM-H (COCO AP 41.0)",
+            True,
+        ),
+        ModelSpec(
+            "tinysam-42.3",
+            "vit_t",
+            "tinysam_42.3.pth",
+            "https://github.com/xinghaochen/TinySAM/releases/download/2.0/tinysam_42.3.pth",
+            None,
+            "Apache-2.0",
+            "TinySAM (Shu et al., arXiv 2312.13789), second release",
+            "TinySAM with improved training (COCO AP 42.3)",
+            True,
+        ),
+        ModelSpec(
+            "mobile_sam",
+            "vit_t_mobile",
+            "mobile_sam.pt",
+            "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            None,
+            "Apache-2.0",
+            "MobileSAM (Zhang et al., arXiv 2306.14289)",
+            "MobileSAM: TinyViT-5M encoder distilled from SAM-H; honours multimask_output",
+            False,
+        ),
+        ModelSpec(
+            "sam_vit_b",
+            "vit_b",
+            "sam_vit_b_01ec64.pth",
+            "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+            None,
+            "Apache-2.0",
+            "Segment Anything (Kirillov et al., 2023)",
+            "SAM ViT-B (91M parameters)",
+            False,
+        ),
+        ModelSpec(
+            "sam_vit_l",
+            "vit_l",
+            "sam_vit_l_0b3195.pth",
+            "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+            None,
+            "Apache-2.0",
+            "Segment Anything (Kirillov et al., 2023)",
+            "SAM ViT-L (308M parameters)",
+            False,
+        ),
+        ModelSpec(
+            "sam_vit_h",
+            "vit_h",
+            "sam_vit_h_4b8939.pth",
+            "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+            None,
+            "Apache-2.0",
+            "Segment Anything (Kirillov et al., 2023)",
+            "SAM ViT-H (636M parameters), the teacher of TinySAM",
+            False,
+        ),
+    )
+}
+
+
+def user_models_dir() -> Path:
+    """Where downloaded models live: ``$TINYSAM_ANNOTATE_HOME/models`` or ``~/.cache/tinysam-annotate/models``."""
+    home = os.environ.get("TINYSAM_ANNOTATE_HOME")
+    base = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinysam-annotate"
+    return base / "models"
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model, or a ModelNotFoundError listing the known names."""
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        raise ModelNotFoundError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_SPECS))}") from None
+
+
+def find_model_file(spec: ModelSpec) -> Path | None:
+    """The local file of a model (shipped folder first, then the user cache), or None."""
+    for folder in (SHIPPED_MODELS_DIR, user_models_dir()):
+        candidate = folder / spec.filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def require_model_file(spec: ModelSpec) -> Path:
+    """The local file of a model, or a ModelNotFoundError that says how to get it."""
+    path = find_model_file(spec)
+    if path is None:
+        how = (
+            f"run `tinysam-annotate models download {spec.name}` (needs a network), or place {spec.filename} in "
+            f"{user_models_dir()}"
+        )
+        raise ModelNotFoundError(f"model {spec.name!r} is not on this machine; {how}")
+    return path

@@ -1,0 +1,85 @@
+"""Geometry between the original image and the model's input frame (numpy and Pillow only, no torch).
+
+The model sees the image resized so that its longest side equals ``target_length`` (PIL bilinear on
+uint8, as the reference implementation), padded bottom/right to a square. Prompts given in (x, y)
+pixels of the original image are scaled into that frame, and low-res logits are mapped back by
+bilinear interpolation written as two small matrices, which equals torch's
+``interpolate(bilinear, align_corners=False)`` twice (to the padded frame, then to the original size).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+
+def preprocess_shape(height: int, width: int, target_length: int) -> tuple[int, int]:
+    """(h, w) of an image of size (height, width) after resizing its longest side to ``target_length``."""
+    scale = target_length * 1.0 / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+class ResizeLongestSide:
+    """Resizes images and (x, y) coordinates so the longest image side equals ``target_length``."""
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        """H x W x 3 uint8 -> h x w x 3 uint8 with max(h, w) == target_length (PIL bilinear)."""
+        h, w = preprocess_shape(image.shape[0], image.shape[1], self.target_length)
+        if (h, w) == image.shape[:2]:
+            return np.ascontiguousarray(image)
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        """... x 2 array of (x, y) original pixels -> the same points in the resized frame (float32)."""
+        old_h, old_w = original_size
+        new_h, new_w = preprocess_shape(old_h, old_w, self.target_length)
+        coords = np.array(coords, dtype=np.float64, copy=True)
+        coords[..., 0] *= new_w / old_w
+        coords[..., 1] *= new_h / old_h
+        return coords.astype(np.float32)
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+        """B x 4 (x0, y0, x1, y1) boxes -> B x 4 in the resized frame."""
+        return self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+
+@lru_cache(maxsize=64)
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """out_size x in_size matrix R with R @ v == torch bilinear resize of v (align_corners=False)."""
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size, dtype=np.float64) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = src - i0
+    mat = np.zeros((out_size, in_size), dtype=np.float64)
+    rows = np.arange(out_size)
+    np.add.at(mat, (rows, i0), 1.0 - w1)
+    np.add.at(mat, (rows, i1), w1)
+    return mat
+
+
+@lru_cache(maxsize=32)
+def upscale_matrices(
+    low_res: int, padded: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column matrices (H x low_res, W x low_res, float32) mapping low-res logits to the original.
+
+    Composes: low_res -> padded (bilinear), crop to input_size, -> original_size (bilinear).
+    """
+    full = bilinear_matrix(low_res, padded)
+    rows = bilinear_matrix(input_size[0], original_size[0]) @ full[: input_size[0]]
+    cols = bilinear_matrix(input_size[1], original_size[1]) @ full[: input_size[1]]
+    return rows.astype(np.float32), cols.astype(np.float32)
+
+
+def postprocess_masks(
+    low_res_logits: np.ndarray, padded: int, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> np.ndarray:
+    """... x 256 x 256 logits -> ... x H x W logits at the original size (float32)."""
+    rows, cols = upscale_matrices(low_res_logits.shape[-1], padded, tuple(input_size), tuple(original_size))
+    return rows @ low_res_logits.astype(np.float32, copy=False) @ cols.T

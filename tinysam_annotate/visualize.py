@@ -1,0 +1,35 @@
+"""Overlay drawing for previews and demo output (numpy + Pillow)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def render_overlay(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    points: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+    color: tuple[int, int, int] = (30, 144, 255),
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """H x W x 3 uint8 image with a translucent H x W boolean mask, its outline, (x, y) points and a box."""
+    out = rgb.astype(np.float32)
+    m = mask.astype(bool)
+    out[m] = (1 - alpha) * out[m] + alpha * np.asarray(color, np.float32)
+    edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+    out[edge] = color
+    img = Image.fromarray(out.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    radius = max(3, round(max(rgb.shape[:2]) / 150))
+    if box is not None:
+        x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
+        draw.rectangle((x0, y0, x1, y1), outline=(0, 255, 0), width=max(2, radius // 2))
+    if points is not None:
+        labels = np.ones(len(points), dtype=int) if labels is None else labels
+        for (x, y), label in zip(np.asarray(points).reshape(-1, 2), labels):
+            fill = (0, 220, 0) if label == 1 else (230, 30, 30)
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=(255, 255, 255))
+    return np.asarray(img)
