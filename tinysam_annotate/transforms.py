@@ -16,9 +16,12 @@ from PIL import Image
 
 
 def preprocess_shape(height: int, width: int, target_length: int) -> tuple[int, int]:
-    """(h, w) of an image of size (height, width) after resizing its longest side to ``target_length``."""
+    """(h, w) of an image of size (height, width) after resizing its longest side to ``target_length``.
+
+    Same rounding as the reference, but never 0: a 1 x 3000 strip becomes 1 x 1024, not 0 x 1024.
+    """
     scale = target_length * 1.0 / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 class ResizeLongestSide:

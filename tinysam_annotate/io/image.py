@@ -123,7 +123,7 @@ def plane_to_rgb(plane: np.ndarray, channels: ChannelChoice = None, interleaved_
 
 
 def infer_axes(shape: tuple[int, ...]) -> str:
-    """Guess axes for an array: YX, YXS (channel-last, <= 4), CYX (channel-first, <= 4), else a stack.
+    """Guess axes for an array: YX, YXS (channel-last), CYX (channel-first, <= 4), else a stack (QYX).
 
     Leading axes beyond the last three are stack axes ('Q'); singleton axes are kept (they are 1-slice
     stacks or 1-channel images), so a 1 x N image is never mistaken for something else.
@@ -133,8 +133,10 @@ def infer_axes(shape: tuple[int, ...]) -> str:
         raise UnsupportedImageError(f"cannot interpret an array of shape {shape} as an image")
     if ndim == 2:
         return "YX"
-    first, last = shape[-3], shape[-1]
-    channel_last, channel_first = last <= 4, first <= 4
+    first, middle, last = shape[-3:]
+    # Channel-last with more than 4 channels is common (YXC), a stack stored as YXZ is not.
+    channel_last = last <= 4 or (last < min(first, middle) and last <= 64)
+    channel_first = first <= 4
     if channel_last and (not channel_first or last in (3, 4)):
         tail = "YXS"
     elif channel_first:
