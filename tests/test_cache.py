@@ -163,3 +163,9 @@ def test_memory_lru_is_bounded():
     for i in range(10):
         cache.put(str(i), np.zeros((100,), np.float32))
     assert cache.get("0") is None and cache.get("9") is not None
+
+
+def test_zero_memory_budget_disables_the_memory_cache():
+    cache = EmbeddingCache(None, memory_bytes=0)
+    cache.put("a" * 40, np.zeros((4,), np.float32))
+    assert cache.get("a" * 40) is None and cache.stats.misses == 1
