@@ -21,6 +21,23 @@ TINY_TINYVIT = TinyViTConfig(img_size=256, embed_dims=(16, 32, 32, 64), depths=(
 TINY_VIT = ViTConfig(img_size=256, embed_dim=32, depth=2, num_heads=2, window_size=7, global_attn_indexes=(1,))
 
 
+class CountingBackend:
+    """Delegates to a real backend and counts encoder passes."""
+
+    def __init__(self, inner):
+        self.inner, self.encodes = inner, 0
+        self.identity, self.image_size = inner.identity, inner.image_size
+        self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
+        self.device_description = inner.device_description
+
+    def encode(self, image):
+        self.encodes += 1
+        return self.inner.encode(image)
+
+    def decode(self, *args):
+        return self.inner.decode(*args)
+
+
 def _randomise(sam: torch.nn.Module, seed: int) -> torch.nn.Module:
     """Perturb every parameter so masks depend on image and prompt (fresh init gives near-constant masks)."""
     gen = torch.Generator().manual_seed(seed)

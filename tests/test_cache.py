@@ -14,24 +14,9 @@ from tinysam_annotate import SamPredictor
 from tinysam_annotate.backends.base import ModelIdentity
 from tinysam_annotate.cache import EmbeddingCache, embedding_key
 
+from .conftest import CountingBackend
+
 IDENTITY = ModelIdentity("vit_t", "abc123", "torch", "fp32")
-
-
-class CountingBackend:
-    """Delegates to a real backend and counts encoder passes."""
-
-    def __init__(self, inner):
-        self.inner, self.encodes = inner, 0
-        self.identity, self.image_size = inner.identity, inner.image_size
-        self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
-        self.device_description = inner.device_description
-
-    def encode(self, image):
-        self.encodes += 1
-        return self.inner.encode(image)
-
-    def decode(self, *args):
-        return self.inner.decode(*args)
 
 
 def test_one_changed_pixel_misses(scene):

@@ -11,6 +11,8 @@ from tinysam_annotate.backends import Backend
 from tinysam_annotate.errors import ImageNotSetError, PromptError
 from tinysam_annotate.transforms import ResizeLongestSide
 
+from .conftest import CountingBackend
+
 POINT = dict(point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1]))
 
 
@@ -58,8 +60,8 @@ def test_batched_boxes_equal_single_calls(predictor, scene):
     masks, iou, low_res = predictor.predict(box=boxes)
     assert masks.shape == (3, 3, *scene.shape[:2]) and iou.shape == (3, 3)
     for i, box in enumerate(boxes):
-        m, s, l = predictor.predict(box=box)
-        assert np.allclose(l, low_res[i], atol=1e-4) and np.allclose(s, iou[i], atol=1e-5)
+        m, s, low = predictor.predict(box=box)
+        assert np.allclose(low, low_res[i], atol=1e-4) and np.allclose(s, iou[i], atol=1e-5)
         assert (m == masks[i]).mean() > 0.999
 
 
@@ -97,23 +99,7 @@ def test_reset_and_not_set(tiny_sam, predictor):
 
 
 def test_accepts_any_backend_object(tiny_backend, scene):
-    class Counting:
-        """A wrapper that implements the Backend protocol by delegation."""
-
-        def __init__(self, inner):
-            self.inner, self.encodes = inner, 0
-            self.identity, self.image_size = inner.identity, inner.image_size
-            self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
-            self.device_description = "counting"
-
-        def encode(self, image):
-            self.encodes += 1
-            return self.inner.encode(image)
-
-        def decode(self, *args):
-            return self.inner.decode(*args)
-
-    backend = Counting(tiny_backend)
+    backend = CountingBackend(tiny_backend)
     assert isinstance(backend, Backend)
     p = SamPredictor(backend)
     p.set_image(scene)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import ModelIdentity
+from .paths import app_home
 
 # Bump when resizing, normalisation or padding change: old embeddings then stop matching.
 PREPROCESS_VERSION = "1"
@@ -34,10 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    """``$TINYSAM_ANNOTATE_HOME/embeddings``, else ``~/.cache/tinysam-annotate/embeddings``."""
-    home = os.environ.get("TINYSAM_ANNOTATE_HOME")
-    base = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinysam-annotate"
-    return base / "embeddings"
+    """``embeddings`` under :func:`~tinysam_annotate.paths.app_home`."""
+    return app_home() / "embeddings"
 
 
 def embedding_key(pixels: np.ndarray, identity: ModelIdentity) -> str:

@@ -68,9 +68,10 @@ def _load_backend(model: str | None, backend: str, precision: str):
 
     if model is not None:
         return load_model(model, backend=backend, precision=precision)
+    import torch
+
     from .backends.torch_backend import TorchBackend
     from .build import sam_model_registry
-    import torch
 
     print(
         "warning: no trained model is shipped yet (tinysam-synth is built by recipes/); using TinySAM with "

@@ -7,11 +7,11 @@ user cache (``$TINYSAM_ANNOTATE_HOME/models`` or ``~/.cache/tinysam-annotate/mod
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelNotFoundError
+from .paths import app_home
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -105,10 +105,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 
 
 def user_models_dir() -> Path:
-    """Where downloaded models live: ``$TINYSAM_ANNOTATE_HOME/models`` or ``~/.cache/tinysam-annotate/models``."""
-    home = os.environ.get("TINYSAM_ANNOTATE_HOME")
-    base = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinysam-annotate"
-    return base / "models"
+    """Where downloaded models live: ``models`` under :func:`~tinysam_annotate.paths.app_home`."""
+    return app_home() / "models"
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -310,14 +310,3 @@ def as_model_view(image: np.ndarray) -> np.ndarray:
         return image
     return load_image(np.asarray(image)).rgb
 
-
-__all__ = [
-    "ImageSource",
-    "LoadedImage",
-    "as_model_view",
-    "from_array",
-    "infer_axes",
-    "load_image",
-    "plane_to_rgb",
-    "read_image",
-]
