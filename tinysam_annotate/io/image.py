@@ -296,7 +296,7 @@ def load_image(
         if source.n_slices > 1:
             raise UnsupportedImageError(
                 f"image is a stack of {source.n_slices} slices (axes {source.axes}, shape {source.data.shape}); "
-                "pass slice_index, or axes= if it is really multichannel"
+                "pass slice_index (CLI: --slice), or axes= if it is really multichannel"
             )
         slice_index = 0
     return LoadedImage(source.model_view(slice_index, channels), source, slice_index, channels)
