@@ -51,7 +51,7 @@ def test_checkpoint_path_and_weights_hash(tiny_checkpoint):
     [
         (dict(backend="tensorflow"), "backend must be"),
         (dict(precision="int4"), "precision must be"),
-        (dict(backend="onnx"), "not available"),
+        (dict(backend="onnx", precision="bf16"), "onnx backend runs"),
         (dict(precision="int8"), "fp32 or bf16"),
     ],
 )

@@ -45,3 +45,7 @@ class PromptError(TinySamAnnotateError):
 
 class ImageNotSetError(TinySamAnnotateError, RuntimeError):
     """A prediction was asked for before an image was set."""
+
+
+class ProviderError(TinySamAnnotateError):
+    """Requested ONNX Runtime execution providers are not available (strict mode) or unknown."""

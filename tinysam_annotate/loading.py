@@ -1,4 +1,4 @@
-"""``load_model``: one call from a registry name or a checkpoint path to a ready backend."""
+"""``load_model``: one call from a registry name, a checkpoint or an ONNX folder to a ready backend."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 
 from .backends.base import Backend
 from .errors import ModelNotFoundError
+from .paths import app_home
 from .registry import MODEL_SPECS, get_spec, require_model_file
 
 BACKENDS = ("torch", "onnx")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+TORCH_PRECISIONS = ("fp32", "bf16")
+ONNX_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def load_model(
@@ -19,36 +22,97 @@ def load_model(
     precision: str = "fp32",
     providers: list[str] | None = None,
     device: str | None = None,
+    strict: bool = False,
 ) -> Backend:
-    """Resolve a registry name (e.g. "tinysam") or a checkpoint file into a backend for SamPredictor.
+    """Resolve a model into a backend that SamPredictor and the mask generators accept.
 
-    backend: "torch" (eager; precision "fp32" or "bf16" autocast). The ONNX Runtime backend is not in
-    this build yet and raises a clear error.
+    name_or_path: a registry name ("tinysam", ...), a checkpoint file, or (onnx) a folder written by
+    ``tinysam-annotate export``. backend "torch" runs fp32 or bf16 autocast on ``device``; backend
+    "onnx" runs fp32/fp16/int8 files with ``providers`` (default TensorRT -> CUDA -> CPU; ``strict``
+    raises instead of falling back). ONNX files missing for a checkpoint are exported (and, for int8,
+    quantized) once and cached by weights hash and export version.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if backend == "torch" and precision not in TORCH_PRECISIONS:
+        raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r}; use backend='onnx' for it")
+    if backend == "onnx" and precision not in ONNX_PRECISIONS:
+        raise ValueError(f"the onnx backend runs {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
+
+    path = Path(name_or_path)
+    if backend == "onnx" and path.is_dir():
+        return _onnx_backend(path, precision, providers, strict)
+    checkpoint, model_id, arch = _resolve_checkpoint(name_or_path)
+    from .build import file_sha256
+
+    weights_hash = file_sha256(checkpoint)
     if backend == "onnx":
-        raise ValueError("the ONNX Runtime backend is not available in this build yet; use backend='torch'")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"the torch backend runs fp32 or bf16, not {precision!r}")
+        folder = ensure_onnx(checkpoint, model_id, weights_hash, arch, precision)
+        return _onnx_backend(folder, precision, providers, strict)
 
     from .backends.torch_backend import TorchBackend
-    from .build import file_sha256, sam_from_checkpoint, sam_model_registry
 
+    sam = _build_torch(checkpoint, arch)
+    return TorchBackend(sam, model_id=model_id, weights_hash=weights_hash, device=device, bf16=precision == "bf16")
+
+
+def _onnx_backend(folder: Path, precision: str, providers: list[str] | None, strict: bool) -> Backend:
+    from .backends.onnx_backend import OnnxBackend
+
+    return OnnxBackend(folder, precision=precision, providers=providers, strict=strict)
+
+
+def _resolve_checkpoint(name_or_path: str | os.PathLike) -> tuple[Path, str, str | None]:
+    """(checkpoint file, model id, registry arch or None to infer it from the file)."""
     key = str(name_or_path)
     if key in MODEL_SPECS:
         spec = get_spec(key)
-        path = require_model_file(spec)
-        sam = sam_model_registry[spec.arch](checkpoint=path)
-        model_id = spec.name
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"{key!r} is neither a registered model ({', '.join(sorted(MODEL_SPECS))}) nor a checkpoint file"
-            )
-        sam = sam_from_checkpoint(path)
-        model_id = type(sam.image_encoder).__name__
-    return TorchBackend(sam, model_id=model_id, weights_hash=file_sha256(path), device=device, bf16=precision == "bf16")
+        return require_model_file(spec), spec.name, spec.arch
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"{key!r} is neither a registered model ({', '.join(sorted(MODEL_SPECS))}), a checkpoint file, "
+            "nor an exported ONNX folder"
+        )
+    return path, path.stem, None
+
+
+def _build_torch(checkpoint: Path, arch: str | None):
+    from .build import sam_from_checkpoint, sam_model_registry
+
+    return sam_model_registry[arch](checkpoint=checkpoint) if arch else sam_from_checkpoint(checkpoint)
+
+
+def onnx_cache_dir(model_id: str, weights_hash: str) -> Path:
+    from .export.versions import EXPORT_VERSION
+
+    return app_home() / "onnx" / f"{model_id}-{weights_hash[:16]}-v{EXPORT_VERSION}"
+
+
+def ensure_onnx(checkpoint: Path, model_id: str, weights_hash: str, arch: str | None, precision: str) -> Path:
+    """The cached ONNX folder for a checkpoint, exporting / quantizing what ``precision`` needs."""
+    import json
+
+    from .export.versions import MANIFEST_FILE
+
+    folder = onnx_cache_dir(model_id, weights_hash)
+    manifest = folder / MANIFEST_FILE
+    have = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
+    if precision in have:
+        return folder
+    sam = _build_torch(checkpoint, arch)
+    if "fp32" not in have:
+        from .export.onnx_export import export_onnx
+
+        export_onnx(sam, folder, weights_hash=weights_hash, model_id=model_id)
+    if precision == "int8":
+        from .export.quantize import quantize_encoder_int8
+
+        quantize_encoder_int8(folder)
+    elif precision == "fp16":
+        from .export.quantize import convert_fp16
+
+        convert_fp16(folder)
+    return folder

@@ -51,6 +51,21 @@ class ResizeLongestSide:
         return self.apply_coords(np.asarray(boxes).reshape(-1, 2, 2), original_size).reshape(-1, 4)
 
 
+PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+def normalize_and_pad(resized: np.ndarray, size: int) -> np.ndarray:
+    """h x w x 3 resized image (0..255) -> 1 x 3 x size x size float32, normalised, zero-padded bottom/right.
+
+    The numpy twin of ``Sam.preprocess`` (padding happens after normalisation, so pads are 0).
+    """
+    h, w = resized.shape[:2]
+    out = np.zeros((1, 3, size, size), dtype=np.float32)
+    out[0, :, :h, :w] = ((resized.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD).transpose(2, 0, 1)
+    return out
+
+
 @lru_cache(maxsize=64)
 def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     """out_size x in_size matrix R with R @ v == torch bilinear resize of v (align_corners=False)."""

@@ -79,11 +79,10 @@ class MaskDecoder(nn.Module):
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings), dim=1)
 
-        src = image_embeddings
-        if src.shape[0] != batch:
-            src = torch.repeat_interleave(src, batch, dim=0)
-        src = src + dense_prompt_embeddings
-        pos_src = torch.repeat_interleave(image_pe, batch, dim=0)
+        # Broadcasting a 1-image embedding over the B prompts equals SAM's repeat_interleave and keeps
+        # the batch dimension symbolic for ONNX export.
+        src = image_embeddings + dense_prompt_embeddings
+        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
         b, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)

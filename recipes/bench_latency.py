@@ -1,0 +1,141 @@
+"""Latency benchmark: encoder (torch FP32 eager vs ONNX Runtime FP32 / INT8) and decoder, side by side.
+
+All engines run in one process on the same image, interleaved round by round so that machine noise
+hits them alike; results go to recipes/results/latency.md.
+
+    python recipes/bench_latency.py [--checkpoint PATH] [--onnx-dir DIR] [--rounds 5] [--decode-runs 200]
+
+Without --checkpoint the conformance weights (../shared/conformance/vit_t.pth) are used when present,
+else random TinySAM weights: speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinysam_annotate import SamPredictor, sam_model_registry
+from tinysam_annotate.backends.onnx_backend import OnnxBackend
+from tinysam_annotate.backends.torch_backend import TorchBackend
+from tinysam_annotate.cache import EmbeddingCache
+from tinysam_annotate.export.onnx_export import export_onnx
+from tinysam_annotate.export.quantize import quantize_encoder_int8
+from tinysam_annotate.transforms import ResizeLongestSide
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "latency.md"
+CONFORMANCE = ROOT.parent.parent / "shared" / "conformance" / "vit_t.pth"
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float, float]:
+    ms = 1000 * np.asarray(samples)
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), float(ms.mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--onnx-dir", type=Path, help="existing export folder (with int8 files) to reuse")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--decode-runs", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    checkpoint = args.checkpoint or (CONFORMANCE if CONFORMANCE.is_file() else None)
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit_t"](checkpoint=checkpoint)
+    tmp = tempfile.TemporaryDirectory()
+    folder = args.onnx_dir
+    if folder is None:
+        folder = export_onnx(sam, Path(tmp.name) / "onnx", weights_hash="bench", model_id="vit_t")
+        quantize_encoder_int8(folder)
+
+    from skimage import data
+
+    image = data.astronaut()
+    resized = ResizeLongestSide(1024).apply_image(image)
+    engines = {
+        "torch FP32 (eager)": TorchBackend(sam, model_id="vit_t"),
+        "ORT FP32 (CPU)": OnnxBackend(folder, "fp32", providers=["cpu"]),
+        "ORT INT8 (CPU)": OnnxBackend(folder, "int8", providers=["cpu"]),
+    }
+    for engine in engines.values():  # warm-up
+        engine.encode(resized)
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(args.rounds):
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            engine.encode(resized)
+            times[name].append(time.perf_counter() - start)
+    base = np.median(times["torch FP32 (eager)"])
+
+    # Decoder: one click through SamPredictor (prompt mapping + decode + upsampling to 512 x 512).
+    rng = np.random.default_rng(0)
+    decode_rows = []
+    for name in ("ORT FP32 (CPU)", "torch FP32 (eager)"):
+        predictor = SamPredictor(engines[name], cache=EmbeddingCache(None))
+        predictor.set_image(image)
+        samples = []
+        for i in range(args.decode_runs + 10):
+            point = rng.uniform(0, 512, size=(1, 2))
+            start = time.perf_counter()
+            predictor.predict(point_coords=point, point_labels=np.array([1]))
+            if i >= 10:
+                samples.append(time.perf_counter() - start)
+        decode_rows.append((name, *_percentiles(samples)))
+
+    batch_rows = []
+    embedding = engines["ORT FP32 (CPU)"].encode(resized)
+    for name in ("ORT FP32 (CPU)", "torch FP32 (eager)"):
+        engine = engines[name]
+        coords = rng.uniform(0, 1024, size=(64, 2, 2)).astype(np.float32)
+        labels = np.tile(np.array([[1, -1]]), (64, 1))
+        engine.decode(embedding, coords, labels, None, True)
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            engine.decode(embedding, coords, labels, None, True)
+            runs.append(time.perf_counter() - start)
+        med = float(np.median(runs))
+        batch_rows.append((name, 1000 * med, 64 / med))
+
+    lines = [
+        "# Latency on this machine (CPU)",
+        "",
+        f"TinySAM (TinyViT-5M) at 1024 px, {platform.machine()} with {torch.get_num_threads()} torch threads; "
+        f"ORT {engines['ORT FP32 (CPU)'].encoder.get_session_options().intra_op_num_threads} intra-op threads. "
+        f"Encoders interleaved over {args.rounds} rounds in one process after a warm-up; weights: "
+        f"{'conformance (random)' if checkpoint == CONFORMANCE else (checkpoint or 'random')}.",
+        "",
+        "## Image encoder",
+        "",
+        "| engine | p50 (ms) | mean (ms) | speed-up vs torch FP32 |",
+        "|---|---|---|---|",
+    ]
+    for name, samples in times.items():
+        p50, _, mean = _percentiles(samples)
+        lines.append(f"| {name} | {p50:.0f} | {mean:.0f} | {base / np.median(samples):.2f}x |")
+    lines += [
+        "",
+        f"## One click (SamPredictor.predict: prompt mapping, decoder, upsampling to 512 x 512), {args.decode_runs} runs",
+        "",
+        "| engine | p50 (ms) | p95 (ms) | mean (ms) |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {p50:.1f} | {p95:.1f} | {mean:.1f} |" for name, p50, p95, mean in decode_rows]
+    lines += ["", "## Decoder throughput, 64 prompts per run (everything mode)", "", "| engine | ms per run | prompts / s |", "|---|---|---|"]
+    lines += [f"| {name} | {ms:.0f} | {rate:.0f} |" for name, ms, rate in batch_rows]
+    lines += ["", "Written by `recipes/bench_latency.py`."]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

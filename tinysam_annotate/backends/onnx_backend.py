@@ -1,0 +1,106 @@
+"""ONNX Runtime engine (FP32 / FP16 / INT8 encoder files; TensorRT, CUDA or CPU). Imports no torch.
+
+A folder made by :func:`tinysam_annotate.export.export_onnx` holds encoder/decoder files and a
+manifest; the backend reports the provider actually in use (``provider``), and ``strict=True`` turns a
+fallback into an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ModelNotFoundError, ProviderError
+from ..export.versions import MANIFEST_FILE
+from ..transforms import normalize_and_pad
+from .base import ModelIdentity
+from .providers import ProviderPlan, physical_cores, plan_providers
+
+
+
+class OnnxBackend:
+    """Encoder + decoder ONNX sessions shared by all callers (ORT's run() is thread-safe)."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        precision: str = "fp32",
+        providers: list[str] | None = None,
+        strict: bool = False,
+        threads: int | None = None,
+        engine_cache_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        manifest_path = self.folder / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise ModelNotFoundError(f"{self.folder} is not an exported ONNX model folder (no {MANIFEST_FILE})")
+        self.manifest = json.loads(manifest_path.read_text())
+        files = self.manifest["files"].get(precision)
+        if files is None:
+            raise ModelNotFoundError(
+                f"{self.folder} has no {precision} files (has {', '.join(self.manifest['files'])}); "
+                "export or quantize them with `tinysam-annotate export`"
+            )
+        self.precision = precision
+        self.image_size = int(self.manifest["image_size"])
+        self.low_res_size = int(self.manifest["low_res_size"])
+        self.always_multimask = bool(self.manifest["always_multimask"])
+        self.identity = ModelIdentity(self.manifest["model_id"], self.manifest["weights_hash"], "onnx", precision)
+
+        self.plan: ProviderPlan = plan_providers(
+            providers, ort.get_available_providers(), precision, strict, engine_cache_dir or self.folder / "trt_cache"
+        )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or physical_cores()
+        options.inter_op_num_threads = 1
+        self.encoder = ort.InferenceSession(str(self.folder / files["encoder"]), options, providers=self.plan.providers)
+        self.decoder = ort.InferenceSession(str(self.folder / files["decoder"]), options, providers=self.plan.providers)
+        used = self.encoder.get_providers()
+        self.provider = used[0]
+        if strict and self.provider != self.plan.names[0]:
+            raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
+        self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
+
+    @property
+    def device_description(self) -> str:
+        return self.provider if not self.fallbacks else f"{self.provider} (fallback from {', '.join(self.fallbacks)})"
+
+    def encode(self, resized_image: np.ndarray) -> np.ndarray:
+        image = normalize_and_pad(resized_image, self.image_size)
+        return self.encoder.run(None, {"image": image})[0]
+
+    def decode(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
+        multimask_output: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        batch = coords.shape[0]
+        if coords.shape[1] == 0:
+            # Mask-only prompt: the graph needs at least one token, so send a padding point (torch sends none;
+            # the padding token shifts logits slightly).
+            coords = np.zeros((batch, 1, 2), np.float32)
+            labels = np.full((batch, 1), -1, np.int64)
+        has_mask = mask_input is not None
+        feeds = {
+            "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32),
+            "point_coords": np.ascontiguousarray(coords, dtype=np.float32),
+            "point_labels": np.ascontiguousarray(labels, dtype=np.float32),
+            "mask_input": (
+                np.ascontiguousarray(mask_input, dtype=np.float32)
+                if has_mask
+                else np.zeros((batch, 1, self.low_res_size, self.low_res_size), np.float32)
+            ),
+            "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
+        }
+        masks, iou = self.decoder.run(None, feeds)
+        keep = slice(1, None) if (multimask_output or self.always_multimask) else slice(0, 1)
+        return masks[:, keep], iou[:, keep]
+

@@ -1,0 +1,175 @@
+"""Export a Sam to two ONNX files: the image encoder and the prompt-encoder + mask-decoder.
+
+encoder.onnx: ``image`` 1 x 3 x S x S float32 (normalised, padded; see transforms.normalize_and_pad)
+  -> ``image_embeddings`` 1 x 256 x S/16 x S/16.
+decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 float32 (x, y) input-frame
+  pixels, ``point_labels`` B x N float32 (-1 pad, 0 bg, 1 fg, 2/3 box corners), ``mask_input``
+  B x 1 x 4e x 4e float32, ``has_mask_input`` 1 float32 -> ``low_res_masks`` B x 4 x 4e x 4e and
+  ``iou_predictions`` B x 4 (all four mask tokens; the backend picks tokens 1..3 or 0, so one file
+  serves TinySAM's always-multimask and SAM's single-mask behaviour).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..modeling import Sam
+
+from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION, MANIFEST_FILE
+
+
+class EncoderGraph(nn.Module):
+    """The image encoder alone (preprocessing happens in numpy before it)."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.image_encoder = sam.image_encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(image)
+
+
+class DecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder over a batch of prompts with unified point labels."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.prompt_encoder = sam.prompt_encoder
+        self.mask_decoder = sam.mask_decoder
+        self.register_buffer("dense_pe", sam.prompt_encoder.get_dense_pe().detach().clone(), persistent=False)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        mask_input: torch.Tensor,
+        has_mask_input: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pe = self.prompt_encoder
+        sparse = pe.embed_labeled_points(point_coords, point_labels.round().to(torch.int64))
+        with_mask = pe.embed_masks(mask_input)
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        dense = has_mask_input.reshape(1, 1, 1, 1) * with_mask + (1 - has_mask_input.reshape(1, 1, 1, 1)) * no_mask
+        masks, iou, _ = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        return masks, iou
+
+
+def export_onnx(
+    sam: Sam,
+    out_dir: str | os.PathLike,
+    weights_hash: str,
+    model_id: str,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+) -> Path:
+    """Write encoder.onnx, decoder.onnx and manifest.json to ``out_dir``; return the folder.
+
+    With ``check`` the exported files are run with onnxruntime against the torch model right away
+    (random image and prompts); a mismatch raises RuntimeError.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sam = sam.eval().float().cpu()
+    size = sam.img_size
+    grid = sam.prompt_encoder.image_embedding_size[0]
+    low = 4 * grid
+    with torch.no_grad():
+        # Wrappers must be in eval mode: the exporter restores each module's mode afterwards, and a
+        # wrapper left in training mode would switch the wrapped Sam (BatchNorm!) into training mode.
+        torch.onnx.export(
+            EncoderGraph(sam).eval(),
+            (torch.zeros(1, 3, size, size),),
+            str(out / ENCODER_FILE),
+            input_names=["image"],
+            output_names=["image_embeddings"],
+            opset_version=opset,
+            dynamo=False,
+        )
+        dummy = (
+            torch.zeros(1, 256, grid, grid),
+            torch.zeros(2, 3, 2),
+            torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]]),
+            torch.zeros(2, 1, low, low),
+            torch.zeros(1),
+        )
+        torch.onnx.export(
+            DecoderGraph(sam).eval(),
+            dummy,
+            str(out / DECODER_FILE),
+            input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+            output_names=["low_res_masks", "iou_predictions"],
+            dynamic_axes={
+                "point_coords": {0: "num_prompts", 1: "num_points"},
+                "point_labels": {0: "num_prompts", 1: "num_points"},
+                "mask_input": {0: "num_prompts"},
+                "low_res_masks": {0: "num_prompts"},
+                "iou_predictions": {0: "num_prompts"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+    manifest = {
+        "export_version": EXPORT_VERSION,
+        "model_id": model_id,
+        "weights_hash": weights_hash,
+        "image_size": size,
+        "embedding_size": grid,
+        "low_res_size": low,
+        "always_multimask": bool(sam.mask_decoder.always_multimask),
+        "opset": opset,
+        "files": {"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}},
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    if check:
+        check_parity(sam, out)
+    return out
+
+
+def check_parity(sam: Sam, folder: str | os.PathLike, atol_features: float = 1e-2, atol_logits: float = 2e-2) -> dict[str, float]:
+    """Run the exported FP32 files and the torch model on one random image and prompt batch.
+
+    Returns the max abs differences; raises RuntimeError when they exceed the tolerances.
+    """
+    import onnxruntime as ort
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    size = sam.img_size
+    image = torch.from_numpy(rng.normal(size=(1, 3, size, size)).astype(np.float32))
+    coords = torch.from_numpy(rng.uniform(0, size, size=(3, 2, 2)).astype(np.float32))
+    labels = torch.tensor([[1.0, -1.0], [1.0, 0.0], [2.0, 3.0]])
+    low = 4 * sam.prompt_encoder.image_embedding_size[0]
+    mask = torch.from_numpy(rng.normal(size=(3, 1, low, low)).astype(np.float32))
+    has_mask = torch.ones(1)
+    with torch.no_grad():
+        features = sam.image_encoder(image)
+        ref_masks, ref_iou = DecoderGraph(sam).eval()(features, coords, labels, mask, has_mask)
+    options = ort.SessionOptions()
+    enc = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=["CPUExecutionProvider"])
+    dec = ort.InferenceSession(str(folder / DECODER_FILE), options, providers=["CPUExecutionProvider"])
+    ort_features = enc.run(None, {"image": image.numpy()})[0]
+    ort_masks, ort_iou = dec.run(
+        None,
+        {
+            "image_embeddings": features.numpy(),
+            "point_coords": coords.numpy(),
+            "point_labels": labels.numpy(),
+            "mask_input": mask.numpy(),
+            "has_mask_input": has_mask.numpy(),
+        },
+    )
+    diffs = {
+        "features": float(np.abs(ort_features - features.numpy()).max()),
+        "low_res_logits": float(np.abs(ort_masks - ref_masks.numpy()).max()),
+        "iou": float(np.abs(ort_iou - ref_iou.numpy()).max()),
+    }
+    if diffs["features"] > atol_features or diffs["low_res_logits"] > atol_logits or diffs["iou"] > atol_logits:
+        raise RuntimeError(f"ONNX export does not match the torch model: {diffs}")
+    return diffs

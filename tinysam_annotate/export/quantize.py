@@ -1,0 +1,118 @@
+"""INT8 (static QDQ, onnxruntime.quantization) and FP16 versions of an exported encoder.
+
+INT8: per-channel symmetric int8 weights, uint8 activations calibrated on real images; only Conv,
+MatMul and Gemm are quantized, so LayerNorm, Softmax, GELU and residual Adds stay float. The QDQ
+file serves ORT CPU (VNNI/AMX kernels) and TensorRT (explicit quantization) alike.
+FP16: the float graph converted for GPUs (inputs and outputs stay float32).
+Both update the folder's manifest. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..transforms import ResizeLongestSide, normalize_and_pad
+from .versions import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE
+
+INT8_ENCODER_FILE = "encoder.int8.onnx"
+FP16_ENCODER_FILE = "encoder.fp16.onnx"
+FP16_DECODER_FILE = "decoder.fp16.onnx"
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+DEFAULT_CALIBRATION_IMAGES = 8
+
+
+def default_calibration_images(count: int = DEFAULT_CALIBRATION_IMAGES) -> list[np.ndarray]:
+    """Real photos and microscopy images that ship with scikit-image (no download), as H x W x 3 uint8."""
+    from skimage import data
+
+    names = ["astronaut", "coffee", "coins", "cell", "immunohistochemistry", "hubble_deep_field", "chelsea", "camera", "rocket", "moon"]
+    images = []
+    for name in names[:count]:
+        img = getattr(data, name)()
+        images.append(np.ascontiguousarray(np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]))
+    return images
+
+
+class ImageCalibrationReader:
+    """onnxruntime CalibrationDataReader over images, preprocessed exactly as the runtime does."""
+
+    def __init__(self, images: Iterable[np.ndarray], image_size: int) -> None:
+        transform = ResizeLongestSide(image_size)
+        self._batches: Iterator[dict[str, np.ndarray]] = iter(
+            [{"image": normalize_and_pad(transform.apply_image(img), image_size)} for img in images]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # calibrators read once; kept for the interface
+        pass
+
+
+def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra: dict | None = None) -> None:
+    path = folder / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    manifest["files"][precision] = files
+    if extra:
+        manifest.setdefault("quantization", {})[precision] = extra
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def quantize_encoder_int8(
+    folder: str | os.PathLike,
+    calibration_images: list[np.ndarray] | None = None,
+    per_channel: bool = True,
+    op_types: list[str] | None = None,
+) -> Path:
+    """Write encoder.int8.onnx (QDQ) next to encoder.onnx; the decoder stays FP32. Returns its path."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    images = calibration_images if calibration_images is not None else default_calibration_images()
+    reader = ImageCalibrationReader(images, int(manifest["image_size"]))
+    out = folder / INT8_ENCODER_FILE
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "encoder.prep.onnx"
+        quant_pre_process(str(folder / ENCODER_FILE), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(out),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types or QUANTIZED_OPS,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    _update_manifest(
+        folder,
+        "int8",
+        {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE},
+        {"method": "static QDQ, MinMax", "ops": op_types or QUANTIZED_OPS, "per_channel": per_channel, "calibration_images": len(images)},
+    )
+    return out
+
+
+def convert_fp16(folder: str | os.PathLike) -> Path:
+    """Write FP16 encoder and decoder files (float32 inputs/outputs kept) for GPU providers."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    folder = Path(folder)
+    for src, dst in ((ENCODER_FILE, FP16_ENCODER_FILE), (DECODER_FILE, FP16_DECODER_FILE)):
+        model = convert_float_to_float16(onnx.load(str(folder / src)), keep_io_types=True)
+        onnx.save(model, str(folder / dst))
+    _update_manifest(folder, "fp16", {"encoder": FP16_ENCODER_FILE, "decoder": FP16_DECODER_FILE})
+    return folder
