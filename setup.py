@@ -36,6 +36,7 @@ setup(
         "scikit-image>=0.21",
         "pycocotools>=2.0.7",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["tinysam-annotate=tinysam_annotate.cli:main"]},

@@ -126,3 +126,25 @@ def test_download_http_error_and_offline(file_server, tmp_path):
         download_file(f"{url}/missing.pth", tmp_path / "x.pth", progress=False)
     with pytest.raises(DownloadError, match="cannot reach"):
         download_file("http://127.0.0.1:9/none.pth", tmp_path / "y.pth", progress=False, timeout=2)
+
+
+def test_export_and_quick_bench(tmp_path, capsys):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam().state_dict(), ckpt)
+    out = tmp_path / "onnx"
+    assert main(["export", str(ckpt), "--out", str(out), "--precision", "fp32", "fp16"]) == 0
+    assert (out / "encoder.onnx").is_file() and (out / "decoder.fp16.onnx").is_file()
+    assert main(["bench", "--quick", "--model", str(out), "--backend", "onnx", "--providers", "cuda", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "fallback from CUDAExecutionProvider" in text and "one click p50" in text
+
+
+def test_strict_provider_failure_is_a_clean_error(tmp_path, capsys):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam().state_dict(), ckpt)
+    out = tmp_path / "onnx"
+    assert main(["export", str(ckpt), "--out", str(out), "--precision", "fp32"]) == 0
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    code = main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--model", str(out), "--backend", "onnx",
+                 "--providers", "tensorrt", "--strict"])
+    assert code == 2 and "not available" in capsys.readouterr().err

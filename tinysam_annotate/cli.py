@@ -63,11 +63,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 # -- segment / demo -----------------------------------------------------------------------------
 
 
-def _load_backend(model: str | None, backend: str, precision: str):
+def _load_backend(model: str | None, backend: str, precision: str, providers: list[str] | None = None, strict: bool = False):
     from .loading import load_model
 
     if model is not None:
-        return load_model(model, backend=backend, precision=precision)
+        return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
     import torch
 
     from .backends.torch_backend import TorchBackend
@@ -89,7 +89,7 @@ def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels,
     from .predictor import SamPredictor
     from .visualize import render_overlay
 
-    backend = _load_backend(args.model, args.backend, args.precision)
+    backend = _load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
     predictor = SamPredictor(backend)
     predictor.set_image(rgb)
     masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=True)
@@ -133,6 +133,72 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _segment_and_save(rgb, args, np.array([[154.0, 127.0]]), np.array([1]), None)
 
 
+# -- export / bench -----------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .build import file_sha256
+    from .export.onnx_export import export_onnx
+    from .loading import _build_torch, _resolve_checkpoint
+
+    checkpoint, model_id, arch = _resolve_checkpoint(args.model)
+    sam = _build_torch(checkpoint, arch)
+    out = Path(args.out)
+    print(f"exporting {model_id} to {out} (opset {args.opset}) ...")
+    export_onnx(sam, out, weights_hash=file_sha256(checkpoint), model_id=model_id, opset=args.opset)
+    print("FP32 encoder and decoder written; parity with torch checked")
+    if "int8" in args.precision:
+        from .export.quantize import default_calibration_images, quantize_encoder_int8
+
+        images = default_calibration_images()
+        if args.calibration_dir:
+            from .io import load_image
+
+            files = sorted(p for p in Path(args.calibration_dir).iterdir() if p.is_file())[: args.calibration_count]
+            images = [load_image(p).rgb for p in files]
+        print(f"quantizing the encoder to INT8 on {len(images)} calibration images ...")
+        quantize_encoder_int8(out, calibration_images=images)
+    if "fp16" in args.precision:
+        from .export.quantize import convert_fp16
+
+        convert_fp16(out)
+    print(f"done: {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "bench_latency.py"
+    if recipe.is_file() and not args.quick:
+        import runpy
+
+        sys.argv = [str(recipe)] + (["--checkpoint", args.model] if args.model else [])
+        runpy.run_path(str(recipe), run_name="__main__")
+        return 0
+    import time
+
+    from .predictor import SamPredictor
+
+    backend = _load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(768, 1024, 3), dtype=np.uint8)
+    predictor = SamPredictor(backend)
+    encode = []
+    for _ in range(3):
+        predictor.cache.clear_memory()
+        start = time.perf_counter()
+        predictor.set_image(image)
+        encode.append(time.perf_counter() - start)
+    clicks = []
+    for _ in range(50):
+        start = time.perf_counter()
+        predictor.predict(point_coords=rng.uniform(0, 768, size=(1, 2)), point_labels=np.array([1]))
+        clicks.append(time.perf_counter() - start)
+    print(f"{backend.identity.model_id} {backend.identity.backend}/{backend.identity.precision} on {backend.device_description}")
+    print(f"encode p50 {1000 * np.median(encode[1:]):.0f} ms; one click p50 {1000 * np.median(clicks):.1f} ms, "
+          f"p95 {1000 * np.percentile(clicks, 95):.1f} ms")
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -150,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="registered model name or checkpoint path")
         p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
         p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
+        p.add_argument("--providers", nargs="+", help="ONNX Runtime providers in order, e.g. tensorrt cuda cpu")
+        p.add_argument("--strict", action="store_true", help="fail instead of falling back to another provider")
 
     seg = sub.add_parser("segment", help="segment one object of an image from points and/or a box")
     seg.add_argument("image")
@@ -166,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_overlay.png")
     model_options(demo)
     demo.set_defaults(func=cmd_demo)
+    export = sub.add_parser("export", help="export a model to ONNX (FP32, and INT8 / FP16 on request)")
+    export.add_argument("model", help="registered model name or checkpoint path")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8", "fp16"])
+    export.add_argument("--calibration-dir", help="folder of images for INT8 calibration (default: bundled samples)")
+    export.add_argument("--calibration-count", type=int, default=8)
+    export.add_argument("--opset", type=int, default=20)
+    export.set_defaults(func=cmd_export)
+
+    bench = sub.add_parser("bench", help="latency benchmark (recipes/bench_latency.py when present)")
+    bench.add_argument("--quick", action="store_true", help="only time the chosen model/backend here")
+    model_options(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -13,6 +13,11 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import ThreadpoolController
+
+# The upsampling matmuls are small; run them on one BLAS thread so that BLAS's spinning workers do not
+# fight the inference engine's thread pool (measured: one-click predict 63 ms -> 27 ms with ORT on 2 cores).
+_BLAS = ThreadpoolController()
 
 
 def preprocess_shape(height: int, width: int, target_length: int) -> tuple[int, int]:
@@ -100,4 +105,5 @@ def postprocess_masks(
 ) -> np.ndarray:
     """... x 256 x 256 logits -> ... x H x W logits at the original size (float32)."""
     rows, cols = upscale_matrices(low_res_logits.shape[-1], padded, tuple(input_size), tuple(original_size))
-    return rows @ low_res_logits.astype(np.float32, copy=False) @ cols.T
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return rows @ low_res_logits.astype(np.float32, copy=False) @ cols.T

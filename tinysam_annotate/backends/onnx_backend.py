@@ -21,7 +21,6 @@ from .base import ModelIdentity
 from .providers import ProviderPlan, physical_cores, plan_providers
 
 
-
 class OnnxBackend:
     """Encoder + decoder ONNX sessions shared by all callers (ORT's run() is thread-safe)."""
 

@@ -61,7 +61,9 @@ def plan_providers(
     wanted = [canonical_provider(p) for p in requested] if explicit else list(DEFAULT_ORDER)
     missing = [p for p in wanted if p not in available]
     if explicit and missing and strict:
-        raise ProviderError(f"requested execution providers not available: {', '.join(missing)}; this onnxruntime offers {', '.join(available)}")
+        raise ProviderError(
+            f"requested execution providers not available: {', '.join(missing)}; this onnxruntime offers {', '.join(available)}"
+        )
     chosen = [p for p in wanted if p in available]
     if not strict and CPU not in chosen and CPU in available:
         chosen.append(CPU)

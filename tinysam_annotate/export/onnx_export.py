@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ import torch
 from torch import nn
 
 from ..modeling import Sam
-
 from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION, MANIFEST_FILE
 
 
@@ -80,7 +80,10 @@ def export_onnx(
     size = sam.img_size
     grid = sam.prompt_encoder.image_embedding_size[0]
     low = 4 * grid
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape arithmetic on a fixed-size graph is what tracing is for; its warnings are noise here.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         # Wrappers must be in eval mode: the exporter restores each module's mode afterwards, and a
         # wrapper left in training mode would switch the wrapped Sam (BatchNorm!) into training mode.
         torch.onnx.export(

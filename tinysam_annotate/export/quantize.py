@@ -1,8 +1,12 @@
 """INT8 (static QDQ, onnxruntime.quantization) and FP16 versions of an exported encoder.
 
-INT8: per-channel symmetric int8 weights, uint8 activations calibrated on real images; only Conv,
-MatMul and Gemm are quantized, so LayerNorm, Softmax, GELU and residual Adds stay float. The QDQ
-file serves ORT CPU (VNNI/AMX kernels) and TensorRT (explicit quantization) alike.
+INT8: per-channel symmetric int8 weights, uint8 activations calibrated on real images. Measured on
+TinySAM here (recipes/results/latency.md has the numbers): quantizing Conv, MatMul and Gemm with their
+outputs kept float (int8 GEMMs that dequantize in the kernel) and leaving the convolutional stem and
+first stage float is fastest; quantizing the outputs too, or the stage-0 convolutions, adds
+Quantize/Dequantize pairs around every GELU on 256x256x256 activations and is slower than FP32.
+LayerNorm, Softmax, GELU and residual Adds stay float. The QDQ file serves ORT CPU (VNNI/AMX
+kernels) and TensorRT (explicit quantization) alike.
 FP16: the float graph converted for GPUs (inputs and outputs stay float32).
 Both update the folder's manifest. Imports no torch.
 """
@@ -24,6 +28,10 @@ INT8_ENCODER_FILE = "encoder.int8.onnx"
 FP16_ENCODER_FILE = "encoder.fp16.onnx"
 FP16_DECODER_FILE = "decoder.fp16.onnx"
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+FLOAT_OUTPUT_OPS = ["MatMul", "Gemm"]
+# Node-name fragments of layers kept float: TinyViT's stem and its MBConv stage (huge activations
+# between GELUs), see the module docstring.
+FLOAT_NODE_PATTERNS = ("/patch_embed/", "/layers.0/")
 DEFAULT_CALIBRATION_IMAGES = 8
 
 
@@ -73,6 +81,7 @@ def quantize_encoder_int8(
     op_types: list[str] | None = None,
 ) -> Path:
     """Write encoder.int8.onnx (QDQ) next to encoder.onnx; the decoder stays FP32. Returns its path."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -84,6 +93,7 @@ def quantize_encoder_int8(
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "encoder.prep.onnx"
         quant_pre_process(str(folder / ENCODER_FILE), str(prepared), skip_symbolic_shape=True)
+        float_nodes = [n.name for n in onnx.load(str(prepared)).graph.node if any(p in n.name for p in FLOAT_NODE_PATTERNS)]
         quantize_static(
             str(prepared),
             str(out),
@@ -93,14 +103,26 @@ def quantize_encoder_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=op_types or QUANTIZED_OPS,
+            nodes_to_exclude=float_nodes,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                "OpTypesToExcludeOutputQuantization": FLOAT_OUTPUT_OPS,
+            },
         )
     _update_manifest(
         folder,
         "int8",
         {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE},
-        {"method": "static QDQ, MinMax", "ops": op_types or QUANTIZED_OPS, "per_channel": per_channel, "calibration_images": len(images)},
+        {
+            "method": "static QDQ, MinMax, uint8 activations, int8 per-channel weights",
+            "ops": op_types or QUANTIZED_OPS,
+            "float_outputs": FLOAT_OUTPUT_OPS,
+            "float_node_patterns": list(FLOAT_NODE_PATTERNS),
+            "per_channel": per_channel,
+            "calibration_images": len(images),
+        },
     )
     return out
 

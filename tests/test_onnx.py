@@ -1,0 +1,203 @@
+"""ONNX export and the ONNX Runtime backend: parity with torch, INT8/FP16 files, threads, memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tinysam_annotate import SamPredictor, load_model
+from tinysam_annotate.backends.onnx_backend import OnnxBackend
+from tinysam_annotate.backends.torch_backend import TorchBackend
+from tinysam_annotate.build import sam_from_checkpoint
+from tinysam_annotate.cache import EmbeddingCache
+from tinysam_annotate.errors import ModelNotFoundError, ProviderError
+from tinysam_annotate.export.onnx_export import export_onnx
+from tinysam_annotate.export.quantize import convert_fp16, quantize_encoder_int8
+
+from .conftest import CONFORMANCE, make_tiny_sam, require_shared
+
+POINT = dict(point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1]))
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    sam = make_tiny_sam()
+    folder = export_onnx(sam, tmp_path_factory.mktemp("tiny_onnx"), weights_hash="tiny", model_id="tiny")
+    return sam, folder
+
+
+@pytest.fixture(scope="module", params=["vit_t", "vit_small"])
+def conformance_onnx(request, tmp_path_factory):
+    require_shared(CONFORMANCE)
+    sam = sam_from_checkpoint(CONFORMANCE / f"{request.param}.pth")
+    folder = export_onnx(sam, tmp_path_factory.mktemp(request.param), weights_hash=request.param, model_id=request.param)
+    return request.param, sam, folder
+
+
+def test_parity_with_torch_on_conformance_weights(conformance_onnx):
+    name, sam, folder = conformance_onnx
+    cases = json.loads((CONFORMANCE / "prompts.json").read_text())
+    expected = np.load(CONFORMANCE / f"expected_{name}.npz")
+    image = np.asarray(Image.open(CONFORMANCE / "image.png").convert("RGB"))
+    onnx_pred = SamPredictor(OnnxBackend(folder, providers=["cpu"]), cache=EmbeddingCache(None))
+    torch_pred = SamPredictor(TorchBackend(sam), cache=EmbeddingCache(None))
+    onnx_pred.set_image(image)
+    torch_pred.set_image(image)
+    assert np.abs(onnx_pred.features - torch_pred.features).max() <= 5e-3
+    for case_name, case in cases.items():
+        kwargs = {k: np.array(v) for k, v in case.items() if k in ("point_coords", "point_labels", "box")}
+        if "mask_input_from" in case:
+            kwargs["mask_input"] = expected[f"{case['mask_input_from']}/logits_lowres"][0][None]
+        m_onnx, iou_onnx, low_onnx = onnx_pred.predict(**kwargs)
+        m_torch, iou_torch, low_torch = torch_pred.predict(**kwargs)
+        assert np.abs(low_onnx - low_torch).max() <= 2e-2, case_name
+        assert np.abs(iou_onnx - iou_torch).max() <= 1e-3, case_name
+        assert (m_onnx == m_torch).mean() >= 0.999, case_name
+
+
+def test_decoder_batches_and_single_mask_mode(tiny_onnx, scene):
+    sam, folder = tiny_onnx
+    onnx_b = OnnxBackend(folder, providers=["cpu"])
+    torch_b = TorchBackend(sam)
+    emb = torch_b.encode(np.ascontiguousarray(scene))
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(0, 256, size=(7, 3, 2)).astype(np.float32)
+    labels = np.array([[1, 0, -1]] * 4 + [[2, 3, 1]] * 3)
+    mask = rng.normal(size=(7, 1, 64, 64)).astype(np.float32)
+    for mask_input in (None, mask):
+        for multimask in (True, False):
+            lo, io = onnx_b.decode(emb, coords, labels, mask_input, multimask)
+            lt, it = torch_b.decode(emb, coords, labels, mask_input, multimask)
+            assert lo.shape == lt.shape and np.abs(lo - lt).max() < 1e-3 and np.abs(io - it).max() < 1e-4
+
+
+def test_sam_style_decoder_honours_single_mask(tmp_path):
+    sam = make_tiny_sam("vit", always_multimask=False, seed=3)
+    folder = export_onnx(sam, tmp_path / "vit", weights_hash="v", model_id="v")
+    backend = OnnxBackend(folder, providers=["cpu"])
+    assert not backend.always_multimask
+    p = SamPredictor(backend)
+    p.set_image(np.zeros((40, 50, 3), np.uint8))
+    masks, iou, low = p.predict(**POINT, multimask_output=False)
+    assert masks.shape[0] == 1 and iou.shape == (1,)
+
+
+def test_int8_and_fp16_files(tiny_onnx, scene, tmp_path):
+    import shutil
+
+    _, src = tiny_onnx
+    folder = tmp_path / "q"
+    shutil.copytree(src, folder)
+    quantize_encoder_int8(folder, calibration_images=[scene, scene[::-1].copy()])
+    convert_fp16(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"fp32", "int8", "fp16"}
+    assert manifest["quantization"]["int8"]["float_outputs"] == ["MatMul", "Gemm"]
+    outputs = {}
+    for precision in ("fp32", "int8", "fp16"):
+        backend = OnnxBackend(folder, precision=precision, providers=["cpu"])
+        assert backend.identity.precision == precision
+        p = SamPredictor(backend, cache=EmbeddingCache(None))
+        p.set_image(scene)
+        outputs[precision] = p.predict(**POINT, return_logits=True)[2]
+    for precision in ("int8", "fp16"):
+        rel = np.abs(outputs[precision] - outputs["fp32"]).mean() / np.abs(outputs["fp32"]).mean()
+        assert rel < 0.25, (precision, rel)
+
+
+def test_missing_precision_and_folder(tiny_onnx, tmp_path):
+    _, folder = tiny_onnx
+    with pytest.raises(ModelNotFoundError, match="no int8 files"):
+        OnnxBackend(folder, precision="int8")
+    with pytest.raises(ModelNotFoundError, match="not an exported ONNX model folder"):
+        OnnxBackend(tmp_path)
+
+
+def test_provider_in_use_is_reported(tiny_onnx):
+    _, folder = tiny_onnx
+    default = OnnxBackend(folder)
+    assert default.provider == "CPUExecutionProvider" and default.fallbacks == []
+    asked = OnnxBackend(folder, providers=["tensorrt", "cuda"])
+    assert asked.provider == "CPUExecutionProvider"
+    assert asked.fallbacks == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert "fallback from" in asked.device_description
+    with pytest.raises(ProviderError, match="not available"):
+        OnnxBackend(folder, providers=["cuda"], strict=True)
+
+
+def test_one_session_shared_by_threads_equals_serial(tiny_onnx, rng):
+    _, folder = tiny_onnx
+    backend = OnnxBackend(folder, providers=["cpu"])
+    emb = backend.encode(np.full((200, 256, 3), 90, np.uint8))
+    prompts = [rng.uniform(0, 256, size=(1 + i % 3, 2, 2)).astype(np.float32) for i in range(24)]
+    labels = [np.tile(np.array([[1, -1]]), (len(p), 1)) for p in prompts]
+    serial = [backend.decode(emb, p, lab, None, True)[0] for p, lab in zip(prompts, labels)]
+    results: dict[int, np.ndarray] = {}
+
+    def work(indexes: list[int]) -> None:
+        for i in indexes:
+            results[i] = backend.decode(emb, prompts[i], labels[i], None, True)[0]
+
+    threads = [threading.Thread(target=work, args=(list(range(k, 24, 4)),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(24):
+        assert np.array_equal(results[i], serial[i])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+
+
+def test_memory_levels_off_over_2000_decoder_runs(tiny_onnx, rng):
+    _, folder = tiny_onnx
+    backend = OnnxBackend(folder, providers=["cpu"])
+    emb = np.asarray(rng.normal(size=(1, 256, 16, 16)), np.float32)
+
+    def run(n: int) -> None:
+        for i in range(n):
+            batch, points = 1 + i % 7, 1 + (i * 5) % 11
+            coords = rng.uniform(0, 256, size=(batch, points, 2)).astype(np.float32)
+            backend.decode(emb, coords, np.ones((batch, points), np.int64), None, True)
+
+    run(300)  # warm-up: arena and per-shape allocations settle
+    after_warmup = _rss_mb()
+    run(850)
+    middle = _rss_mb()
+    run(850)
+    end = _rss_mb()
+    assert end - middle < 15, (after_warmup, middle, end)
+
+
+def test_onnx_backend_imports_no_torch():
+    code = (
+        "import sys; from tinysam_annotate.backends.onnx_backend import OnnxBackend; "
+        "from tinysam_annotate import SamPredictor; from tinysam_annotate.io import load_image; "
+        "SamPredictor.__init__; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_load_model_exports_once_and_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path / "home"))
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam().state_dict(), ckpt)
+    backend = load_model(ckpt, backend="onnx")
+    assert backend.identity.backend == "onnx" and backend.provider == "CPUExecutionProvider"
+    folder = backend.folder
+    stamp = (folder / "encoder.onnx").stat().st_mtime_ns
+    again = load_model(ckpt, backend="onnx")
+    assert again.folder == folder and (folder / "encoder.onnx").stat().st_mtime_ns == stamp
+    direct = load_model(folder, backend="onnx")
+    assert direct.identity == backend.identity
