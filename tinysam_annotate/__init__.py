@@ -13,7 +13,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["SamPredictor", "sam_model_registry", "load_model", "EmbeddingCache", "__version__"]
+__all__ = [
+    "SamPredictor",
+    "SamAutomaticMaskGenerator",
+    "SamHierarchicalMaskGenerator",
+    "sam_model_registry",
+    "load_model",
+    "EmbeddingCache",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from .predictor import SamPredictor
 
         return SamPredictor
+    if name in ("SamAutomaticMaskGenerator", "SamHierarchicalMaskGenerator"):
+        from . import amg
+
+        return getattr(amg, name)
     if name == "EmbeddingCache":
         from .cache import EmbeddingCache
 

@@ -1,0 +1,186 @@
+"""Everything mode: conformance with the reference grid pipeline, hierarchical rounds, options."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from tinysam_annotate.amg import GenerationCancelled
+from tinysam_annotate.amg.masks import UpsampleFrame, nms
+from tinysam_annotate.backends.onnx_backend import OnnxBackend
+from tinysam_annotate.build import sam_from_checkpoint
+from tinysam_annotate.export.onnx_export import export_onnx
+from tinysam_annotate.transforms import postprocess_masks
+
+from .conftest import CONFORMANCE, make_tiny_sam, require_shared
+
+
+def _reference(name: str, variant: str) -> dict:
+    path = CONFORMANCE / (f"amg_{name}_nms1.json.gz" if variant == "nms1" else f"amg_{name}.json")
+    opener = gzip.open if variant == "nms1" else open
+    with opener(path, "rt") as fh:
+        return json.load(fh)
+
+
+def _generator(model, ref: dict) -> SamAutomaticMaskGenerator:
+    return SamAutomaticMaskGenerator(
+        model,
+        points_per_side=ref["points_per_side"],
+        pred_iou_thresh=ref["pred_iou_thresh"],
+        stability_score_thresh=ref["stability_score_thresh"],
+        stability_score_offset=ref["stability_score_offset"],
+        box_nms_thresh=ref["box_nms_thresh"],
+        output_mode="coco_rle",
+    )
+
+
+def _assert_matches(anns: list[dict], ref: dict) -> None:
+    """>= 98% of reference masks have one of ours at IoU >= 0.95; counts within 2%; fields agree."""
+    refs = ref["annotations"]
+    assert abs(len(anns) - len(refs)) <= 0.02 * len(refs)
+    by_point: dict[tuple, list[dict]] = {}
+    for ann in anns:
+        by_point.setdefault(tuple(ann["point_coords"][0]), []).append(ann)
+    matched = 0
+    for r in refs:
+        # Compare with our masks from the same prompt first (cheap), else with all of ours.
+        pool = by_point.get(tuple(r["point_coords"][0])) or anns
+        ious = mask_utils.iou([r["segmentation"]], [a["segmentation"] for a in pool], [0] * len(pool))[0]
+        best = int(np.argmax(ious))
+        if ious[best] >= 0.95:
+            matched += 1
+            ours = pool[best]
+            assert abs(ours["area"] - r["area"]) <= max(2, 1e-3 * r["area"])
+            assert np.allclose(ours["bbox"], r["bbox"], atol=1.0)
+            assert abs(ours["predicted_iou"] - r["predicted_iou"]) < 1e-3
+            assert abs(ours["stability_score"] - r["stability_score"]) < 1e-2
+    assert matched >= 0.98 * len(refs)
+
+
+@pytest.fixture(scope="module", params=["vit_t", "vit_small"])
+def onnx_conformance(request, tmp_path_factory):
+    require_shared(CONFORMANCE)
+    sam = sam_from_checkpoint(CONFORMANCE / f"{request.param}.pth")
+    folder = export_onnx(sam, tmp_path_factory.mktemp(request.param), weights_hash=request.param, model_id=request.param)
+    image = np.asarray(Image.open(CONFORMANCE / "image.png").convert("RGB"))
+    return request.param, OnnxBackend(folder, providers=["cpu"]), image
+
+
+@pytest.mark.parametrize("variant", ["nms0.7", "nms1"])
+def test_grid_matches_reference_onnx(onnx_conformance, variant):
+    name, backend, image = onnx_conformance
+    ref = _reference(name, variant)
+    _assert_matches(_generator(backend, ref).generate(image), ref)
+
+
+def test_grid_matches_reference_torch():
+    require_shared(CONFORMANCE)
+    ref = _reference("vit_small", "nms0.7")
+    image = np.asarray(Image.open(CONFORMANCE / "image.png").convert("RGB"))
+    _assert_matches(_generator(sam_from_checkpoint(CONFORMANCE / "vit_small.pth"), ref).generate(image), ref)
+
+
+def test_sparse_block_upsampling_is_exact(rng):
+    logits = rng.normal(size=(64, 64)).astype(np.float32) * 3 - 4
+    for input_size, orig in (((256, 192), (300, 225)), ((100, 256), (50, 128)), ((256, 256), (1000, 1000))):
+        frame = UpsampleFrame.build(64, 256, input_size, orig)
+        full = postprocess_masks(logits[None], 256, input_size, orig)[0]
+        for thr in (-1.0, 0.0, 1.0, 5.0):
+            found = frame.block(logits, thr)
+            mask = np.zeros(orig, bool)
+            if found is not None:
+                rows, cols, block = found
+                assert np.allclose(block, full[rows, cols], atol=1e-4)
+                mask[rows, cols] = block > thr
+            assert np.array_equal(mask, full > thr)
+
+
+def test_nms_keeps_best_of_overlaps():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float)
+    assert nms(boxes, np.array([0.5, 0.9, 0.1]), 0.7).tolist() == [1, 2]
+    assert nms(boxes, np.array([0.5, 0.9, 0.1]), 1.0).tolist() == [1, 0, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_backend_amg():
+    return make_tiny_sam(seed=5)
+
+
+def test_output_modes_agree(tiny_backend_amg, scene):
+    kwargs = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    binary = SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="binary_mask", **kwargs).generate(scene)
+    coco = SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="coco_rle", **kwargs).generate(scene)
+    raw = SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="uncompressed_rle", **kwargs).generate(scene)
+    assert len(binary) == len(coco) == len(raw) > 0
+    for b, c, r in zip(binary, coco, raw):
+        assert b["segmentation"].shape == scene.shape[:2] and b["area"] == int(b["segmentation"].sum())
+        decoded = mask_utils.decode({"size": c["segmentation"]["size"], "counts": c["segmentation"]["counts"].encode()})
+        assert np.array_equal(decoded.astype(bool), b["segmentation"])
+        assert sum(r["segmentation"]["counts"]) == scene.shape[0] * scene.shape[1]
+        assert set(b) == {"segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}
+
+
+def test_crop_layers_and_small_region_removal(tiny_backend_amg, scene):
+    gen = SamAutomaticMaskGenerator(
+        tiny_backend_amg, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+        crop_n_layers=1, min_mask_region_area=50,
+    )
+    anns = gen.generate(scene)
+    assert {tuple(a["crop_box"]) for a in anns} <= {(0, 0, 160, 120)} | {tuple(b) for b in _crop_boxes_xywh(scene)}
+    from skimage.measure import label
+
+    for ann in anns:
+        regions = label(ann["segmentation"], connectivity=2)
+        sizes = np.bincount(regions.ravel())[1:]
+        assert len(sizes) <= 1 or sizes.min() >= 50
+
+
+def _crop_boxes_xywh(image):
+    from tinysam_annotate.amg.grids import generate_crop_boxes
+
+    boxes, _ = generate_crop_boxes(image.shape[:2], 1, 512 / 1500)
+    return [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in boxes]
+
+
+def test_progress_and_cancel(tiny_backend_amg, scene):
+    seen = []
+    gen = SamAutomaticMaskGenerator(tiny_backend_amg, points_per_side=8, points_per_batch=16)
+    gen.generate(scene, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (64, 64) and len(seen) == 4
+    with pytest.raises(GenerationCancelled, match="cancelled after 16 of 64"):
+        gen.generate(scene, should_stop=lambda: True)
+
+
+def test_hierarchical_skips_points_inside_confident_masks(tiny_backend_amg, scene):
+    common = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    everything_done = SamHierarchicalMaskGenerator(tiny_backend_amg, high_score_thresh=-1e9, **common)
+    everything_done.generate(scene)
+    sparse, dense = everything_done.last_round_sizes
+    assert sparse == 4 and dense < 64  # the union of round-1 masks covers part of the dense grid
+    nothing_done = SamHierarchicalMaskGenerator(tiny_backend_amg, high_score_thresh=1e9, **common)
+    anns = nothing_done.generate(scene)
+    assert nothing_done.last_round_sizes == (4, 64) and len(anns) > 0
+
+
+def test_hierarchical_equals_grid_when_nothing_is_confident(tiny_backend_amg, scene):
+    common = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, output_mode="coco_rle")
+    grid = SamAutomaticMaskGenerator(tiny_backend_amg, **common).generate(scene)
+    hier = SamHierarchicalMaskGenerator(tiny_backend_amg, high_score_thresh=1e9, **common).generate(scene)
+    grid_points = {tuple(a["point_coords"][0]) for a in grid}
+    assert grid_points <= {tuple(a["point_coords"][0]) for a in hier} | grid_points
+    assert len(hier) >= len(grid) * 0.8
+
+
+def test_bad_arguments(tiny_backend_amg):
+    with pytest.raises(ValueError, match="exactly one"):
+        SamAutomaticMaskGenerator(tiny_backend_amg, points_per_side=None)
+    with pytest.raises(ValueError, match="output_mode"):
+        SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="png")
+    with pytest.raises(ValueError, match="crop_n_layers"):
+        SamHierarchicalMaskGenerator(tiny_backend_amg, crop_n_layers=1)

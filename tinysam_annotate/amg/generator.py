@@ -1,0 +1,266 @@
+"""SamAutomaticMaskGenerator: SAM's grid "segment everything", fast on CPU.
+
+Same semantics and output dicts as segment-anything's generator. Faster because: prompts run in
+batches through the backend's batched decoder; the IoU threshold and a low-res stability estimate
+drop most candidates before any upsampling; survivors are upsampled only around their extent (exactly,
+see :mod:`.masks`) and kept as RLE; the embedding is computed once per image (and cached).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ..errors import TinySamAnnotateError
+from ..io.image import as_model_view
+from ..predictor import SamPredictor
+from ..prompts import to_decoder_inputs
+from .grids import build_all_layer_point_grids, generate_crop_boxes
+from .masks import (
+    Candidate,
+    UpsampleFrame,
+    encode_rle,
+    is_box_near_crop_edge,
+    low_res_stability,
+    mask_box,
+    nms,
+    stability_from_block,
+)
+from .postprocess import OUTPUT_MODES, encode_output, remove_small_regions
+
+# Low-res stability runs a little below the exact full-resolution score; candidates this far under
+# the threshold are still upsampled and judged exactly.
+LOW_RES_STABILITY_MARGIN = 0.1
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class GenerationCancelled(TinySamAnnotateError):
+    """Everything mode was stopped by its ``should_stop`` callback."""
+
+
+class SamAutomaticMaskGenerator:
+    """Prompt a grid of points over the image and keep the good, distinct masks (SAM's AMG)."""
+
+    def __init__(
+        self,
+        model: Any,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+    ) -> None:
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError("give exactly one of points_per_side and point_grids")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if points_per_batch < 1:
+            raise ValueError("points_per_batch must be >= 1")
+        self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model)
+        self.points_per_side = points_per_side
+        self.point_grids = (
+            build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+            if points_per_side is not None
+            else point_grids
+        )
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        image: np.ndarray,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Masks for an H x W x 3 uint8 image, as a list of SAM's annotation dicts.
+
+        progress(done, total) is called after each decoder batch; should_stop() returning True
+        raises GenerationCancelled.
+        """
+        image = as_model_view(image)
+        orig_size = image.shape[:2]
+        crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
+        total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
+        tracker = _Progress(total, progress, should_stop)
+        candidates: list[Candidate] = []
+        crop_of: list[list[int]] = []
+        for crop_box, layer in zip(crop_boxes, layer_idxs):
+            found = self._process_crop(image, crop_box, layer, tracker)
+            candidates += found
+            crop_of += [crop_box] * len(found)
+        if len(crop_boxes) > 1 and candidates:
+            areas = np.array([(c[2] - c[0]) * (c[3] - c[1]) for c in crop_of], dtype=np.float64)
+            keep = nms(np.stack([c.box for c in candidates]), 1.0 / areas, self.crop_nms_thresh)
+            candidates, crop_of = [candidates[i] for i in keep], [crop_of[i] for i in keep]
+        if self.min_mask_region_area > 0:
+            candidates, crop_of = self._remove_small_regions(candidates, crop_of)
+        return [self._record(c, crop) for c, crop in zip(candidates, crop_of)]
+
+    # -- per crop ----------------------------------------------------------------------------------
+
+    def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int, tracker: "_Progress") -> list[Candidate]:
+        x0, y0, x1, y1 = crop_box
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        self.predictor.set_image(crop)
+        points = self.point_grids[layer] * np.array(crop.shape[:2])[None, ::-1]
+        candidates, _ = self.prompt_points(points, crop_box, image.shape[:2], tracker)
+        if not candidates:
+            return []
+        keep = nms(np.stack([c.box for c in candidates]), np.array([c.iou for c in candidates]), self.box_nms_thresh)
+        return [candidates[i] for i in keep]
+
+    def prompt_points(
+        self,
+        points: np.ndarray,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+        tracker: "_Progress | None" = None,
+        high_score_thresh: float | None = None,
+    ) -> tuple[list[Candidate], np.ndarray | None]:
+        """Prompt each (x, y) point (crop pixels) alone; return filtered candidates in image coordinates.
+
+        With ``high_score_thresh`` also returns the crop-sized union of the kept masks' pixels whose
+        logits exceed it (TinySAM's "done" region).
+        """
+        p = self.predictor
+        backend = p.backend
+        frame = UpsampleFrame.build(backend.low_res_size, backend.image_size, p.input_size, p.original_size)
+        crop_h, crop_w = p.original_size
+        union = np.zeros((crop_h, crop_w), dtype=bool) if high_score_thresh is not None else None
+        x0, y0 = crop_box[0], crop_box[1]
+        out: list[Candidate] = []
+        for start in range(0, len(points), self.points_per_batch):
+            batch = points[start : start + self.points_per_batch]
+            coords = p.transform.apply_coords(batch, p.original_size)[:, None, :]
+            coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
+            low, iou = backend.decode(p.features, coords, labels, None, True)
+            n_masks = low.shape[1]
+            low = low.reshape(-1, *low.shape[2:])
+            iou = iou.reshape(-1)
+            prompt_xy = np.repeat(batch, n_masks, axis=0)
+            keep = np.ones(len(iou), dtype=bool)
+            if self.pred_iou_thresh > 0:
+                keep &= iou > self.pred_iou_thresh
+            if self.stability_score_thresh > 0:
+                estimate = low_res_stability(low, 0.0, self.stability_score_offset)
+                keep &= estimate >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN
+            for i in np.flatnonzero(keep):
+                cand = self._candidate(frame, low[i], float(iou[i]), prompt_xy[i], crop_box, orig_size, union, high_score_thresh)
+                if cand is not None:
+                    cand.point = cand.point + np.array([x0, y0])
+                    out.append(cand)
+            if tracker is not None:
+                tracker.advance(len(batch))
+        return out, union
+
+    def _candidate(
+        self,
+        frame: UpsampleFrame,
+        logits: np.ndarray,
+        iou: float,
+        point: np.ndarray,
+        crop_box: list[int],
+        orig_size: tuple[int, int],
+        union: np.ndarray | None,
+        high_score_thresh: float | None,
+    ) -> Candidate | None:
+        offset = self.stability_score_offset
+        found = frame.block(logits, -offset)
+        if found is None:
+            stability = 1.0
+            if self.stability_score_thresh > 0 and stability < self.stability_score_thresh:
+                return None
+            mask = np.zeros(frame.shape, dtype=bool)
+        else:
+            rows, cols, block = found
+            stability = stability_from_block(block, 0.0, offset)
+            if self.stability_score_thresh > 0 and stability < self.stability_score_thresh:
+                return None
+            mask = np.zeros(frame.shape, dtype=bool)
+            mask[rows, cols] = block > 0.0
+            if union is not None and high_score_thresh is not None:
+                union[rows, cols] |= block > high_score_thresh
+        box = mask_box(mask)
+        x0, y0 = crop_box[0], crop_box[1]
+        full_box = box + np.array([x0, y0, x0, y0])
+        orig_h, orig_w = orig_size
+        if is_box_near_crop_edge(full_box, crop_box, [0, 0, orig_w, orig_h]):
+            return None
+        if mask.shape != (orig_h, orig_w):
+            full = np.zeros((orig_h, orig_w), dtype=bool)
+            full[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]] = mask
+            mask = full
+        rle = encode_rle(mask)
+        return Candidate(rle, full_box, int(mask_utils.area(rle)), iou, stability, np.asarray(point, dtype=np.float64))
+
+    # -- post-processing ---------------------------------------------------------------------------
+
+    def _remove_small_regions(self, candidates: list[Candidate], crops: list[list[int]]) -> tuple[list[Candidate], list]:
+        if not candidates:
+            return candidates, crops
+        masks, scores = [], []
+        for cand in candidates:
+            mask = mask_utils.decode(cand.rle).astype(bool)
+            mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, "islands")
+            masks.append((mask, changed_holes or changed_islands))
+            scores.append(0.0 if (changed_holes or changed_islands) else 1.0)
+        boxes = np.stack([mask_box(m) for m, _ in masks])
+        keep = nms(boxes, np.array(scores), max(self.box_nms_thresh, self.crop_nms_thresh))
+        kept = []
+        for i in keep:
+            cand = candidates[i]
+            mask, changed = masks[i]
+            if changed:
+                cand.rle = encode_rle(mask)
+                cand.box = boxes[i]
+                cand.area = int(mask_utils.area(cand.rle))
+            kept.append(i)
+        return [candidates[i] for i in kept], [crops[i] for i in kept]
+
+    def _record(self, cand: Candidate, crop_box: list[int]) -> dict[str, Any]:
+        x0, y0, x1, y1 = cand.box
+        cx0, cy0, cx1, cy1 = crop_box
+        return {
+            "segmentation": encode_output(cand.rle, self.output_mode),
+            "area": cand.area,
+            "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "predicted_iou": cand.iou,
+            "point_coords": [[float(cand.point[0]), float(cand.point[1])]],
+            "stability_score": cand.stability,
+            "crop_box": [cx0, cy0, cx1 - cx0, cy1 - cy0],
+        }
+
+
+class _Progress:
+    def __init__(self, total: int, callback: ProgressCallback | None, should_stop: Callable[[], bool] | None) -> None:
+        self.total, self.done = total, 0
+        self.callback, self.should_stop = callback, should_stop
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        if self.should_stop is not None and self.should_stop():
+            raise GenerationCancelled(f"everything mode cancelled after {self.done} of {self.total} prompts")
