@@ -80,7 +80,8 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     lines += [f"| {n} | {w} x {h} | {p:.3f} | {b:.3f} |" for n, w, h, p, b in rows]
-    lines += [f"| **all (median of images)** | | **{all_points:.3f}** | **{all_boxes:.3f}** |", "", "Written by `recipes/bench_int8_agreement.py`."]
+    lines += [f"| **all (median of images)** | | **{all_points:.3f}** | **{all_boxes:.3f}** |"]
+    lines += ["", "Written by `recipes/bench_int8_agreement.py`."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -18,8 +18,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)  # reopen by name: writers such as tifffile want a file object with a real .name
     try:
-        with os.fdopen(fd, mode) as fh:
+        with open(tmp, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
