@@ -1,0 +1,77 @@
+"""Batch everything mode: COCO output, label TIFFs, resume after interruption, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tinysam_annotate.backends.torch_backend import TorchBackend
+from tinysam_annotate.batch import annotate_folder, expand_inputs, make_generator
+from tinysam_annotate.cli import main
+from tinysam_annotate.io.coco import objects_of_image, read_coco
+from tinysam_annotate.io.labels import read_label_image
+
+from .conftest import make_tiny_sam
+
+OPTIONS = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+
+
+@pytest.fixture
+def folder(tmp_path, scene):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(scene, 10 * i, axis=1)).save(images / f"img{i}.png")
+    (images / "notes.png").write_text("<html>not an image</html>")
+    return images
+
+
+def test_folder_to_coco_and_labels(folder, tmp_path):
+    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", **OPTIONS)
+    result = annotate_folder(expand_inputs([folder]), tmp_path / "out.json", gen, labels_dir=tmp_path / "labels", progress=False)
+    assert sorted(result.processed) == ["img0.png", "img1.png", "img2.png"] and "notes.png" in result.failed
+    coco = read_coco(tmp_path / "out.json")  # validates
+    assert len(coco["images"]) == 3 and len(coco["annotations"]) == result.annotations > 0
+    ann = coco["annotations"][0]
+    assert ann["attributes"]["prompts"]["point_labels"] == [1] and 0 <= ann["score"]
+    labels = read_label_image(tmp_path / "labels" / "img0_labels.tif")
+    objects = objects_of_image(coco, 1)
+    assert labels.shape == (120, 160) and labels.max() == len(objects)
+
+
+def test_interrupted_run_resumes_with_only_missing_images(folder, tmp_path):
+    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "hierarchical", points_per_side=4)
+    images = expand_inputs([folder])
+
+    def stop_after_first(path, count):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        annotate_folder(images, tmp_path / "out.json", gen, progress=False, on_image=stop_after_first)
+    assert [i["file_name"] for i in read_coco(tmp_path / "out.json")["images"]] == ["img0.png"]
+    seen = []
+    result = annotate_folder(images, tmp_path / "out.json", gen, progress=False, on_image=lambda p, n: seen.append(p.name))
+    assert seen == ["img1.png", "img2.png"] and result.skipped == ["img0.png"]
+    coco = read_coco(tmp_path / "out.json")
+    assert [i["file_name"] for i in coco["images"]] == ["img0.png", "img1.png", "img2.png"]
+    assert len({a["id"] for a in coco["annotations"]}) == len(coco["annotations"])
+
+
+def test_cli_everything(folder, tmp_path, capsys):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam(seed=5).state_dict(), ckpt)
+    args = ["everything", str(folder / "img0.png"), str(folder / "img1.png"), "--out", str(tmp_path / "c.json"),
+            "--model", str(ckpt), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+            "--no-progress"]
+    assert main(args) == 0
+    assert "2 images annotated" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "2 already done" in capsys.readouterr().out
+    assert main(["everything", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d.json"), "--model", str(ckpt)]) == 2
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        make_generator(None, "random")
