@@ -113,9 +113,7 @@ class SamAutomaticMaskGenerator:
             areas = np.array([(c[2] - c[0]) * (c[3] - c[1]) for c in crop_of], dtype=np.float64)
             keep = nms(np.stack([c.box for c in candidates]), 1.0 / areas, self.crop_nms_thresh)
             candidates, crop_of = [candidates[i] for i in keep], [crop_of[i] for i in keep]
-        if self.min_mask_region_area > 0:
-            candidates, crop_of = self._remove_small_regions(candidates, crop_of)
-        return [self._record(c, crop) for c, crop in zip(candidates, crop_of)]
+        return self._finalize(candidates, crop_of)
 
     # -- per crop ----------------------------------------------------------------------------------
 
@@ -187,10 +185,10 @@ class SamAutomaticMaskGenerator:
     ) -> Candidate | None:
         offset = self.stability_score_offset
         found = frame.block(logits, -offset)
-        if found is None:
-            stability = 1.0
-            if self.stability_score_thresh > 0 and stability < self.stability_score_thresh:
+        if found is None:  # every pixel <= -offset: an empty mask, stability 0
+            if self.stability_score_thresh > 0:
                 return None
+            stability = 0.0
             mask = np.zeros(frame.shape, dtype=bool)
         else:
             rows, cols, block = found
@@ -216,6 +214,12 @@ class SamAutomaticMaskGenerator:
 
     # -- post-processing ---------------------------------------------------------------------------
 
+    def _finalize(self, candidates: list[Candidate], crops: list[list[int]]) -> list[dict[str, Any]]:
+        """Optional small-region clean-up, then SAM's annotation dicts."""
+        if self.min_mask_region_area > 0:
+            candidates, crops = self._remove_small_regions(candidates, crops)
+        return [self._record(c, crop) for c, crop in zip(candidates, crops)]
+
     def _remove_small_regions(self, candidates: list[Candidate], crops: list[list[int]]) -> tuple[list[Candidate], list]:
         if not candidates:
             return candidates, crops
@@ -228,16 +232,14 @@ class SamAutomaticMaskGenerator:
             scores.append(0.0 if (changed_holes or changed_islands) else 1.0)
         boxes = np.stack([mask_box(m) for m, _ in masks])
         keep = nms(boxes, np.array(scores), max(self.box_nms_thresh, self.crop_nms_thresh))
-        kept = []
         for i in keep:
-            cand = candidates[i]
             mask, changed = masks[i]
             if changed:
+                cand = candidates[i]
                 cand.rle = encode_rle(mask)
                 cand.box = boxes[i]
                 cand.area = int(mask_utils.area(cand.rle))
-            kept.append(i)
-        return [candidates[i] for i in kept], [crops[i] for i in kept]
+        return [candidates[i] for i in keep], [crops[i] for i in keep]
 
     def _record(self, cand: Candidate, crop_box: list[int]) -> dict[str, Any]:
         x0, y0, x1, y1 = cand.box

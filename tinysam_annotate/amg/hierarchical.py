@@ -61,7 +61,4 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
         if candidates:
             keep = nms(np.stack([c.box for c in candidates]), np.array([c.iou for c in candidates]), self.box_nms_thresh)
             candidates = [candidates[i] for i in keep]
-        crops = [whole] * len(candidates)
-        if self.min_mask_region_area > 0:
-            candidates, crops = self._remove_small_regions(candidates, crops)
-        return [self._record(c, crop) for c, crop in zip(candidates, crops)]
+        return self._finalize(candidates, [whole] * len(candidates))

@@ -90,10 +90,13 @@ class Candidate:
 
 
 def stability_from_block(block: np.ndarray, mask_threshold: float, offset: float) -> float:
-    """SAM's stability score: |logits > t + offset| / |logits > t - offset| (1.0 when both are empty)."""
+    """SAM's stability score: |logits > t + offset| / |logits > t - offset|.
+
+    An empty mask scores 0.0 (SAM's 0/0 gives NaN, which fails every threshold; 0.0 does too and is JSON-safe).
+    """
     unions = int(np.count_nonzero(block > mask_threshold - offset))
     intersections = int(np.count_nonzero(block > mask_threshold + offset))
-    return intersections / unions if unions else 1.0
+    return intersections / unions if unions else 0.0
 
 
 def low_res_stability(logits: np.ndarray, mask_threshold: float, offset: float) -> np.ndarray:
@@ -101,7 +104,7 @@ def low_res_stability(logits: np.ndarray, mask_threshold: float, offset: float) 
     flat = logits.reshape(logits.shape[0], -1)
     unions = np.count_nonzero(flat > mask_threshold - offset, axis=1)
     intersections = np.count_nonzero(flat > mask_threshold + offset, axis=1)
-    return np.where(unions > 0, intersections / np.maximum(unions, 1), 1.0)
+    return np.where(unions > 0, intersections / np.maximum(unions, 1), 0.0)
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
