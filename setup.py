@@ -42,7 +42,6 @@ setup(
     entry_points={"console_scripts": ["tinysam-annotate=tinysam_annotate.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
         "Topic :: Scientific/Engineering :: Image Recognition",
     ],
 )

@@ -16,6 +16,7 @@ from tinysam_annotate.amg.masks import UpsampleFrame, nms
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
+from tinysam_annotate.io.coco import decode_rle
 from tinysam_annotate.transforms import postprocess_masks
 
 from .conftest import CONFORMANCE, make_tiny_sam, require_shared
@@ -120,8 +121,7 @@ def test_output_modes_agree(tiny_backend_amg, scene):
     assert len(binary) == len(coco) == len(raw) > 0
     for b, c, r in zip(binary, coco, raw):
         assert b["segmentation"].shape == scene.shape[:2] and b["area"] == int(b["segmentation"].sum())
-        decoded = mask_utils.decode({"size": c["segmentation"]["size"], "counts": c["segmentation"]["counts"].encode()})
-        assert np.array_equal(decoded.astype(bool), b["segmentation"])
+        assert np.array_equal(decode_rle(c["segmentation"]), b["segmentation"])
         assert sum(r["segmentation"]["counts"]) == scene.shape[0] * scene.shape[1]
         assert set(b) == {"segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}
 

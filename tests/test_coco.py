@@ -15,6 +15,7 @@ from tinysam_annotate.io.coco import (
     CocoFormatError,
     ObjectRecord,
     build_coco,
+    decode_rle,
     mask_to_polygons,
     objects_of_image,
     read_coco,
@@ -85,7 +86,7 @@ def test_polygons_are_exact_or_absent(mask):
     if polygons is None:
         return
     h, w = mask.shape
-    decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))).astype(bool)
+    decoded = decode_rle(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w)))
     assert np.array_equal(decoded, mask) and all(len(p) >= 6 for p in polygons)
 
 

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
-from .io.coco import read_coco, write_coco
+from .io.coco import decode_rle, read_coco, write_coco
 from .io.image import load_image
 from .io.labels import masks_to_labels, write_label_image
 
@@ -111,7 +111,7 @@ def annotate_folder(
             )
             next_ann += 1
             if labels_dir is not None:
-                masks.append(mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool))
+                masks.append(decode_rle(rle))
         if labels_dir is not None:
             labels = masks_to_labels(masks, (h, w)) if masks else np.zeros((h, w), np.uint16)
             write_label_image(Path(labels_dir) / f"{path.stem}_labels.tif", labels)

@@ -14,6 +14,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import TinySamAnnotateError
+from ..io.coco import decode_rle
 from ..io.image import as_model_view
 from ..predictor import SamPredictor
 from ..prompts import to_decoder_inputs
@@ -225,7 +226,7 @@ class SamAutomaticMaskGenerator:
             return candidates, crops
         masks, scores = [], []
         for cand in candidates:
-            mask = mask_utils.decode(cand.rle).astype(bool)
+            mask = decode_rle(cand.rle)
             mask, changed_holes = remove_small_regions(mask, self.min_mask_region_area, "holes")
             mask, changed_islands = remove_small_regions(mask, self.min_mask_region_area, "islands")
             masks.append((mask, changed_holes or changed_islands))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from skimage.measure import label as label_regions
+
+from ..io.coco import decode_rle
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -50,7 +51,7 @@ def encode_output(rle: dict, output_mode: str):
     """The ``segmentation`` value for one mask in the requested output mode."""
     if output_mode == "coco_rle":
         return coco_rle(rle)
-    mask = mask_utils.decode(rle).astype(bool)
+    mask = decode_rle(rle)
     if output_mode == "binary_mask":
         return mask
     return uncompressed_rle(mask)

@@ -38,6 +38,13 @@ class ObjectRecord:
     attributes: dict[str, Any] = field(default_factory=dict)  # e.g. {"prompts": {...}}
 
 
+def decode_rle(rle: dict) -> np.ndarray:
+    """H x W bool mask of one pycocotools RLE (counts as bytes or str)."""
+    counts = rle["counts"]
+    rle = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return mask_utils.decode([rle])[:, :, 0].astype(bool)
+
+
 def rle_from_mask(mask: np.ndarray) -> dict:
     """JSON-ready COCO RLE (counts as str) of an H x W boolean mask."""
     rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
@@ -70,7 +77,7 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
         if len(corners) < 3:
             return None
         polygons.append([float(v) for v in corners.reshape(-1)])
-    decoded = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))).astype(bool)
+    decoded = decode_rle(mask_utils.merge(mask_utils.frPyObjects(polygons, h, w)))
     return polygons if np.array_equal(decoded, mask) else None
 
 
@@ -164,13 +171,10 @@ def read_coco(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
 def decode_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
     """H x W bool mask of a COCO segmentation (RLE with str/bytes/list counts, or polygons)."""
     if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {"size": segmentation["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(rle).astype(bool)
+        return decode_rle(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)))
+    if isinstance(segmentation.get("counts"), list):
+        return decode_rle(mask_utils.frPyObjects(segmentation, height, width))
+    return decode_rle(segmentation)
 
 
 def objects_of_image(coco: dict[str, Any], image_id: int) -> list[ObjectRecord]:
