@@ -10,6 +10,7 @@ from PIL import Image
 from tinysam_annotate.backends.torch_backend import TorchBackend
 from tinysam_annotate.batch import annotate_folder, expand_inputs, make_generator
 from tinysam_annotate.cli import main
+from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.io.coco import objects_of_image, read_coco
 from tinysam_annotate.io.labels import read_label_image
 
@@ -70,6 +71,16 @@ def test_cli_everything(folder, tmp_path, capsys):
     assert main(args) == 0
     assert "2 already done" in capsys.readouterr().out
     assert main(["everything", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d.json"), "--model", str(ckpt)]) == 2
+
+
+def test_duplicate_file_names_are_refused(folder, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "img0.png").write_bytes((folder / "img0.png").read_bytes())
+    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", **OPTIONS)
+    with pytest.raises(TinySamAnnotateError, match="img0.png"):
+        annotate_folder(expand_inputs([folder, other]), tmp_path / "out.json", gen, progress=False)
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_bad_mode():

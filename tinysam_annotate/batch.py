@@ -69,6 +69,10 @@ def annotate_folder(
     Images whose file name is already in ``out`` are skipped, so a rerun after an interruption
     finishes only what is missing. Unreadable images are reported and skipped, never fatal.
     """
+    names = [p.name for p in images]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise TinySamAnnotateError(f"several inputs share a file name (COCO keys images by name): {', '.join(clashes)}")
     out = Path(out)
     coco = read_coco(out) if out.exists() else {"images": [], "annotations": [], "categories": [CATEGORY]}
     done = {img["file_name"] for img in coco["images"]}
