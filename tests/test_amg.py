@@ -12,12 +12,12 @@ from pycocotools import mask as mask_utils
 
 from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from tinysam_annotate.amg import GenerationCancelled
-from tinysam_annotate.amg.masks import UpsampleFrame, nms
+from tinysam_annotate.amg.masks import nms
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.io.coco import decode_rle
-from tinysam_annotate.transforms import postprocess_masks
+from tinysam_annotate.transforms import UpsampleFrame, postprocess_masks
 
 from .conftest import CONFORMANCE, make_tiny_sam, require_shared
 

@@ -17,7 +17,7 @@ from .cache import EmbeddingCache, embedding_key
 from .errors import ImageNotSetError, PromptError
 from .io.image import as_model_view
 from .prompts import to_decoder_inputs, validate_prompts
-from .transforms import ResizeLongestSide, postprocess_masks, preprocess_shape
+from .transforms import ResizeLongestSide, UpsampleFrame, postprocess_masks, preprocess_shape
 
 if TYPE_CHECKING:
     import torch
@@ -190,7 +190,18 @@ class SamPredictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         coords, unified_labels = to_decoder_inputs(points, labels, boxes)
         low_res, iou = self.backend.decode(self.features, coords, unified_labels, mask_input, multimask_output)
-        masks = postprocess_masks(low_res, self.backend.image_size, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.mask_threshold
-        return masks, iou, low_res
+        if return_logits:
+            return postprocess_masks(low_res, self.backend.image_size, self.input_size, self.original_size), iou, low_res
+        return self._binary_masks(low_res), iou, low_res
+
+    def _binary_masks(self, low_res: np.ndarray) -> np.ndarray:
+        """B x M x H x W boolean masks, upsampling each only around its extent (exact; fast for small objects)."""
+        frame = UpsampleFrame.build(self.backend.low_res_size, self.backend.image_size, self.input_size, self.original_size)
+        masks = np.zeros((*low_res.shape[:2], *self.original_size), dtype=bool)
+        for b in range(low_res.shape[0]):
+            for m in range(low_res.shape[1]):
+                found = frame.block(low_res[b, m], self.mask_threshold)
+                if found is not None:
+                    rows, cols, block = found
+                    masks[b, m, rows, cols] = block > self.mask_threshold
+        return masks

@@ -18,10 +18,10 @@ from ..io.coco import decode_rle
 from ..io.image import as_model_view
 from ..predictor import SamPredictor
 from ..prompts import to_decoder_inputs
+from ..transforms import UpsampleFrame
 from .grids import build_all_layer_point_grids, generate_crop_boxes
 from .masks import (
     Candidate,
-    UpsampleFrame,
     encode_rle,
     is_box_near_crop_edge,
     low_res_stability,

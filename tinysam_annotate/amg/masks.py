@@ -1,10 +1,7 @@
-"""Mask utilities for everything mode: sparse exact upsampling, boxes, NMS, RLE (numpy + pycocotools).
+"""Mask utilities for everything mode: boxes, stability, NMS, RLE (numpy + pycocotools).
 
-Low-res logits are mapped to the original image by the composed bilinear matrices of
-:mod:`tinysam_annotate.transforms`. Each output pixel is a convex combination of a few neighbouring
-low-res logits, so a pixel can exceed a threshold only near low-res pixels that do; we therefore
-upsample just the block around them. The result equals full upsampling exactly, at a cost that
-follows the mask's extent instead of the image size, and no full-resolution float mask is kept.
+Upsampling uses :class:`tinysam_annotate.transforms.UpsampleFrame`, which upsamples only the block
+around a mask's extent (exactly), so no full-resolution float mask is kept per candidate.
 """
 
 from __future__ import annotations
@@ -13,68 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
-
-from ..transforms import upscale_matrices
-
-
-@dataclass
-class UpsampleFrame:
-    """Composed upsampling matrices of one image and, per output row/column, its low-res support."""
-
-    rows: np.ndarray  # H x L
-    cols: np.ndarray  # W x L
-    row_lo: np.ndarray  # H: first low-res row with non-zero weight
-    row_hi: np.ndarray  # H: last low-res row with non-zero weight
-    col_lo: np.ndarray
-    col_hi: np.ndarray
-
-    @classmethod
-    def build(cls, low_res: int, padded: int, input_size: tuple[int, int], original_size: tuple[int, int]) -> "UpsampleFrame":
-        rows, cols = upscale_matrices(low_res, padded, tuple(input_size), tuple(original_size))
-        return cls(rows, cols, *_support(rows), *_support(cols))
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.rows.shape[0], self.cols.shape[0]
-
-    def block(self, logits: np.ndarray, threshold: float) -> tuple[slice, slice, np.ndarray] | None:
-        """Full-resolution logits of the smallest block outside which every pixel is <= threshold.
-
-        logits: L x L low-res. Returns (row slice, col slice, block logits) or None when no pixel can
-        exceed the threshold.
-        """
-        above = logits > threshold
-        row_any = above.any(axis=1)
-        if not row_any.any():
-            return None
-        col_any = above.any(axis=0)
-        r0, r1 = np.flatnonzero(row_any)[[0, -1]]
-        c0, c1 = np.flatnonzero(col_any)[[0, -1]]
-        y0, y1 = _covering(self.row_lo, self.row_hi, r0, r1)
-        x0, x1 = _covering(self.col_lo, self.col_hi, c0, c1)
-        if y0 >= y1 or x0 >= x1:
-            return None
-        lr0, lr1 = self.row_lo[y0], self.row_hi[y1 - 1] + 1
-        lc0, lc1 = self.col_lo[x0], self.col_hi[x1 - 1] + 1
-        sub = self.rows[y0:y1, lr0:lr1] @ logits[lr0:lr1, lc0:lc1].astype(np.float32) @ self.cols[x0:x1, lc0:lc1].T
-        return slice(y0, y1), slice(x0, x1), sub
-
-
-def _support(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nonzero = mat != 0
-    lo = nonzero.argmax(axis=1)
-    hi = mat.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1)
-    return lo, hi
-
-
-def _covering(lo: np.ndarray, hi: np.ndarray, a: int, b: int) -> tuple[int, int]:
-    """Output index range [start, stop) whose support [lo, hi] meets the low-res range [a, b].
-
-    lo and hi are non-decreasing along the output axis (bilinear resizing is monotone).
-    """
-    start = int(np.searchsorted(hi, a, side="left"))
-    stop = int(np.searchsorted(lo, b, side="right"))
-    return start, stop
 
 
 @dataclass
