@@ -175,3 +175,37 @@ def test_read_coco_errors(tmp_path):
 def test_mask_shape_must_match_image():
     with pytest.raises(ValueError, match="does not match"):
         build_coco([{"file_name": "a", "height": 3, "width": 3}], [[ObjectRecord(np.ones((4, 3), bool))]])
+
+
+_SLOW_WRITER = r"""
+import json, sys, time
+import numpy as np
+from tinysam_annotate.io import coco as coco_io
+
+def slow_dump(obj, fh):
+    fh.write('{"images": [')
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+coco_io.json.dump = slow_dump
+mask = np.ones((3, 3), bool)
+new = coco_io.build_coco([{"file_name": "b", "height": 3, "width": 3}], [[coco_io.ObjectRecord(mask)]])
+coco_io.write_coco(sys.argv[1], new)
+"""
+
+
+def test_writer_sigkilled_mid_write_leaves_old_file(tmp_path):
+    import subprocess
+    import sys
+
+    old = build_coco([{"file_name": "a", "height": 3, "width": 3}], [[ObjectRecord(np.ones((3, 3), bool))]])
+    path = write_coco(tmp_path / "out.json", old)
+    before = path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"  # the new file is half written right now
+        proc.kill()
+    finally:
+        proc.wait(timeout=30)
+    assert path.read_bytes() == before and read_coco(path) == old
