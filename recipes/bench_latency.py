@@ -62,6 +62,7 @@ def main() -> None:
     resized = ResizeLongestSide(1024).apply_image(image)
     engines = {
         "torch FP32 (eager)": TorchBackend(sam, model_id="vit_t"),
+        "torch BF16 autocast (eager, AMX)": TorchBackend(sam, model_id="vit_t", bf16=True),
         "ORT FP32 (CPU)": OnnxBackend(folder, "fp32", providers=["cpu"]),
         "ORT INT8 (CPU)": OnnxBackend(folder, "int8", providers=["cpu"]),
     }
