@@ -148,3 +148,9 @@ def test_strict_provider_failure_is_a_clean_error(tmp_path, capsys):
     code = main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--model", str(out), "--backend", "onnx",
                  "--providers", "tensorrt", "--strict"])
     assert code == 2 and "not available" in capsys.readouterr().err
+
+
+def test_onnx_without_a_model_is_a_clear_error(tmp_path, capsys):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    assert main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--backend", "onnx"]) == 2
+    assert "needs --model" in capsys.readouterr().err

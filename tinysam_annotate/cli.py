@@ -68,6 +68,10 @@ def _load_backend(model: str | None, backend: str, precision: str, providers: li
 
     if model is not None:
         return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
+    if backend != "torch" or precision != "fp32":
+        raise TinySamAnnotateError(
+            f"--backend {backend} --precision {precision} needs --model NAME|PATH: no trained model ships yet"
+        )
     import torch
 
     from .backends.torch_backend import TorchBackend
