@@ -182,7 +182,8 @@ def test_memory_levels_off_over_2000_decoder_runs(tiny_onnx, rng):
 def test_onnx_backend_imports_no_torch():
     code = (
         "import sys; from tinysam_annotate.backends.onnx_backend import OnnxBackend; "
-        "from tinysam_annotate import SamPredictor; from tinysam_annotate.io import load_image; "
+        "from tinysam_annotate import SamPredictor, SamHierarchicalMaskGenerator; from tinysam_annotate.io import load_image; "
+        "from tinysam_annotate.batch import annotate_folder; "
         "SamPredictor.__init__; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
