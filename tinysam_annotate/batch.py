@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
-from .io.coco import decode_rle, read_coco, write_coco
+from .io.coco import decode_rle, read_coco, rle_annotation, write_coco
 from .io.image import load_image
 from .io.labels import masks_to_labels, write_label_image
 
@@ -96,22 +95,13 @@ def annotate_folder(
         masks = []
         for ann in sorted(anns, key=lambda a: -a["area"]):  # big first: small objects stay on top in labels
             rle = ann["segmentation"]
+            attributes = {
+                "prompts": {"point_coords": ann["point_coords"], "point_labels": [1]},
+                "stability_score": float(ann["stability_score"]),
+                "source": "everything",
+            }
             coco["annotations"].append(
-                {
-                    "id": next_ann,
-                    "image_id": next_image,
-                    "category_id": CATEGORY["id"],
-                    "segmentation": rle,
-                    "area": int(ann["area"]),
-                    "bbox": [float(v) for v in mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode()})],
-                    "iscrowd": 0,
-                    "score": float(ann["predicted_iou"]),
-                    "attributes": {
-                        "prompts": {"point_coords": ann["point_coords"], "point_labels": [1]},
-                        "stability_score": float(ann["stability_score"]),
-                        "source": "everything",
-                    },
-                }
+                rle_annotation(rle, next_ann, next_image, CATEGORY["id"], ann["predicted_iou"], attributes)
             )
             next_ann += 1
             if labels_dir is not None:

@@ -132,7 +132,7 @@ class EmbeddingCache:
     # -- disk --------------------------------------------------------------------------------
 
     def _disable_disk(self, exc: BaseException) -> None:
-        if self.disk_enabled or self.directory is not None:
+        if self.disk_enabled:  # warn once
             log.warning("embedding cache directory %s is not writable (%s); caching in memory only", self.directory, exc)
         self.disk_enabled = False
 

@@ -186,17 +186,13 @@ class SamAutomaticMaskGenerator:
     ) -> Candidate | None:
         offset = self.stability_score_offset
         found = frame.block(logits, -offset)
-        if found is None:  # every pixel <= -offset: an empty mask, stability 0
-            if self.stability_score_thresh > 0:
-                return None
-            stability = 0.0
-            mask = np.zeros(frame.shape, dtype=bool)
-        else:
+        # No block: every pixel <= -offset, an empty mask with stability 0.
+        stability = 0.0 if found is None else stability_from_block(found[2], 0.0, offset)
+        if self.stability_score_thresh > 0 and stability < self.stability_score_thresh:
+            return None
+        mask = np.zeros(frame.shape, dtype=bool)
+        if found is not None:
             rows, cols, block = found
-            stability = stability_from_block(block, 0.0, offset)
-            if self.stability_score_thresh > 0 and stability < self.stability_score_thresh:
-                return None
-            mask = np.zeros(frame.shape, dtype=bool)
             mask[rows, cols] = block > 0.0
             if union is not None and high_score_thresh is not None:
                 union[rows, cols] |= block > high_score_thresh

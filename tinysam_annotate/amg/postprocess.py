@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import label as label_regions
 
-from ..io.coco import decode_rle
+from ..io.coco import decode_rle, json_rle
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -41,16 +41,10 @@ def uncompressed_rle(mask: np.ndarray) -> dict:
     return {"size": list(mask.shape), "counts": counts}
 
 
-def coco_rle(rle: dict) -> dict:
-    """pycocotools RLE with ``counts`` as str (JSON-ready)."""
-    counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-
-
 def encode_output(rle: dict, output_mode: str):
     """The ``segmentation`` value for one mask in the requested output mode."""
     if output_mode == "coco_rle":
-        return coco_rle(rle)
+        return json_rle(rle)
     mask = decode_rle(rle)
     if output_mode == "binary_mask":
         return mask

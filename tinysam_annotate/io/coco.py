@@ -45,10 +45,15 @@ def decode_rle(rle: dict) -> np.ndarray:
     return mask_utils.decode([rle])[:, :, 0].astype(bool)
 
 
+def json_rle(rle: dict) -> dict:
+    """A pycocotools RLE in JSON form: ``size`` as a list and ``counts`` as str."""
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
 def rle_from_mask(mask: np.ndarray) -> dict:
     """JSON-ready COCO RLE (counts as str) of an H x W boolean mask."""
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return json_rle(mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8))))
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]] | None:
@@ -92,29 +97,41 @@ def _drop_collinear(points: np.ndarray) -> np.ndarray:
 
 
 def annotation_for(obj: ObjectRecord, ann_id: int, image_id: int, use_polygons: bool) -> dict[str, Any]:
-    """A COCO annotation dict for one object."""
+    """A COCO annotation dict for one object (exact polygons when asked and possible, else RLE)."""
     mask = np.asarray(obj.mask, dtype=bool)
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    segmentation: Any = None
-    if use_polygons:
-        segmentation = mask_to_polygons(mask)
-        if segmentation is None:
-            log.warning("object %d cannot be written as exact polygons (holes or thin parts); using RLE", ann_id)
-    if segmentation is None:
-        segmentation = {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    polygons = mask_to_polygons(mask) if use_polygons else None
+    if use_polygons and polygons is None:
+        log.warning("object %d cannot be written as exact polygons (holes or thin parts); using RLE", ann_id)
+    return rle_annotation(rle_from_mask(mask), ann_id, image_id, obj.category_id, obj.score, obj.attributes, polygons)
+
+
+def rle_annotation(
+    rle: dict,
+    ann_id: int,
+    image_id: int,
+    category_id: int,
+    score: float | None = None,
+    attributes: dict[str, Any] | None = None,
+    polygons: list[list[float]] | None = None,
+) -> dict[str, Any]:
+    """A COCO annotation dict from a JSON RLE: area is its pixel count, bbox pycocotools' toBbox.
+
+    ``polygons``, when given, replace the RLE as the segmentation (they must describe the same mask).
+    """
+    coco_rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     ann: dict[str, Any] = {
         "id": ann_id,
         "image_id": image_id,
-        "category_id": int(obj.category_id),
-        "segmentation": segmentation,
-        "area": int(mask.sum()),
-        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        "category_id": int(category_id),
+        "segmentation": polygons if polygons is not None else rle,
+        "area": int(mask_utils.area(coco_rle)),
+        "bbox": [float(v) for v in mask_utils.toBbox(coco_rle)],
         "iscrowd": 0,
     }
-    if obj.score is not None:
-        ann["score"] = float(obj.score)
-    if obj.attributes:
-        ann["attributes"] = obj.attributes
+    if score is not None:
+        ann["score"] = float(score)
+    if attributes:
+        ann["attributes"] = attributes
     return ann
 
 
