@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -33,3 +35,22 @@ def render_overlay(
             fill = (0, 220, 0) if label == 1 else (230, 30, 30)
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=(255, 255, 255))
     return np.asarray(img)
+
+
+def object_colours(n: int, seed: int = 0) -> np.ndarray:
+    """n x 3 uint8 RGB colours, golden-ratio spaced in hue so neighbours differ, stable for a seed."""
+    offset = np.random.default_rng(seed).random()
+    hues = (np.arange(n) * 0.618033988749895 + offset) % 1.0
+    return np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues], dtype=np.float64).reshape(-1, 3).__mul__(255).astype(np.uint8)
+
+
+def render_objects(rgb: np.ndarray, masks: list[np.ndarray], alpha: float = 0.45, seed: int = 0) -> np.ndarray:
+    """H x W x 3 uint8 image with every H x W boolean mask filled in its own colour and outlined."""
+    out = rgb.astype(np.float32).copy()
+    colours = object_colours(len(masks), seed).astype(np.float32)
+    for mask, colour in zip(masks, colours):
+        m = mask.astype(bool)
+        out[m] = (1 - alpha) * out[m] + alpha * colour
+        edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+        out[edge] = colour
+    return out.clip(0, 255).astype(np.uint8)

@@ -1,0 +1,132 @@
+"""Benchmark recipes: COCO segm AP, click protocol, prompt metrics, everything-mode comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recipes.bench.coco_ap import box_prompt_results, evaluate_segm
+from recipes.bench.everything import agreement, compare, table
+from recipes.bench.metrics import centroid_point, interior_point, iou, mask_box, match_masks, next_click
+from recipes.bench.prompts import PromptScores, click_series, evaluate_prompts
+from tinysam_annotate.io.coco import rle_from_mask
+from tinysam_annotate.predictor import SamPredictor
+
+
+@pytest.fixture
+def scene_with_masks(scene):
+    yy, xx = np.mgrid[:120, :160]
+    return scene, [(yy - 40) ** 2 + (xx - 50) ** 2 < 20**2, (yy - 80) ** 2 + (xx - 120) ** 2 < 15**2]
+
+
+def _square(h, w, y0, x0, size):
+    m = np.zeros((h, w), bool)
+    m[y0 : y0 + size, x0 : x0 + size] = True
+    return m
+
+
+def _gt_coco(masks):
+    anns = []
+    for i, m in enumerate(masks):
+        x0, y0, x1, y1 = mask_box(m)
+        anns.append({"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": rle_from_mask(m), "area": int(m.sum()),
+                     "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "iscrowd": 0})
+    return {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.png"}], "annotations": anns,
+            "categories": [{"id": 1, "name": "thing"}]}
+
+
+def test_coco_ap_is_one_when_predictions_equal_ground_truth():
+    masks = [_square(100, 100, 5, 5, 20), _square(100, 100, 50, 40, 30)]
+    results = [{"image_id": 1, "category_id": 1, "segmentation": rle_from_mask(m), "score": 0.9} for m in masks]
+    metrics = evaluate_segm(_gt_coco(masks), results)
+    assert metrics["AP"] == pytest.approx(1.0)
+    assert metrics["AP50"] == pytest.approx(1.0) and metrics["AP75"] == pytest.approx(1.0)
+
+
+def test_coco_ap_on_a_hand_made_case():
+    """One perfect mask (score 0.9) and one with IoU 0.62 (score 0.8): matched at IoU 0.50, 0.55, 0.60 only.
+
+    At those 3 thresholds AP = 1; at the other 7 only the first object is found: precision 1 up to
+    recall 0.5, so 51 of COCO's 101 recall points -> AP = 51/101. Mean = (3 + 7 * 51/101) / 10.
+    """
+    gt = [_square(100, 100, 5, 5, 20), _square(100, 100, 50, 40, 30)]
+    partial = np.zeros((100, 100), bool)
+    partial[50:80, 40:70] = True
+    partial[50:80, 40:51] = False  # keep 19 of 30 columns: IoU 570/900 = 0.633
+    value = iou(partial, gt[1])
+    assert 0.6 < value < 0.65
+    results = [{"image_id": 1, "category_id": 1, "segmentation": rle_from_mask(gt[0]), "score": 0.9},
+               {"image_id": 1, "category_id": 1, "segmentation": rle_from_mask(partial), "score": 0.8}]
+    metrics = evaluate_segm(_gt_coco(gt), results)
+    assert metrics["AP"] == pytest.approx((3 + 7 * 51 / 101) / 10, abs=1e-6)
+    assert metrics["AP50"] == pytest.approx(1.0)
+    assert metrics["AP75"] == pytest.approx(51 / 101, abs=1e-6)
+
+
+def test_coco_ap_with_no_results_is_zero():
+    assert evaluate_segm(_gt_coco([_square(100, 100, 5, 5, 20)]), [])["AP"] == 0.0
+
+
+def test_prompt_placement():
+    ring = _square(60, 60, 10, 10, 40) & ~_square(60, 60, 20, 20, 20)
+    x, y = centroid_point(ring)
+    assert ring[int(y), int(x)]  # the centroid (a hole) is moved onto the object
+    x, y = interior_point(_square(60, 60, 10, 10, 41))
+    assert (x, y) == (30.0, 30.0)
+    assert list(mask_box(_square(60, 60, 10, 12, 5))) == [12, 10, 17, 15]
+
+
+def test_next_click_targets_the_larger_error():
+    gt = _square(50, 50, 10, 10, 20)
+    pred = _square(50, 50, 10, 10, 10)  # misses most of the object
+    (x, y), label = next_click(gt, pred)
+    assert label == 1 and gt[int(y), int(x)] and not pred[int(y), int(x)]
+    (x, y), label = next_click(pred, gt)  # spills over: a negative click outside the object
+    assert label == 0 and gt[int(y), int(x)] and not pred[int(y), int(x)]
+    assert next_click(gt, gt) is None
+
+
+def test_match_masks_is_one_to_one():
+    a, b = _square(50, 50, 0, 0, 10), _square(50, 50, 30, 30, 10)
+    assert match_masks([a, a], [a]) == (1, 0.5, 1.0)
+    assert match_masks([a, b], [a, b]) == (2, 1.0, 1.0)
+    assert match_masks([], [a]) == (0, 1.0, 0.0)
+
+
+def test_prompt_benchmarks_run_on_a_model(tiny_backend, scene_with_masks):
+    image, masks = scene_with_masks
+    predictor = SamPredictor(tiny_backend)
+    scores = PromptScores()
+    evaluate_prompts(predictor, image, masks, scores, max_clicks=3)
+    assert len(scores.point) == len(scores.box) == len(masks)
+    assert all(0 <= v <= 1 for v in scores.point + scores.box)
+    assert len(scores.click_curve()) == 3
+    series = click_series(predictor, masks[0], 4)
+    assert len(series) == 4 and all(0 <= v <= 1 for v in series)
+
+
+def test_box_prompt_results_feed_the_coco_evaluation(tiny_backend, scene_with_masks, tmp_path):
+    from PIL import Image
+
+    image, masks = scene_with_masks
+    Image.fromarray(image).save(tmp_path / "a.png")
+    coco = _gt_coco([m for m in masks])
+    coco["images"][0].update(width=image.shape[1], height=image.shape[0])
+    results = box_prompt_results(SamPredictor(tiny_backend), coco, tmp_path, progress=False)
+    assert len(results) == len(masks) and all(0 <= r["score"] for r in results)
+    detections = [{"image_id": 1, "category_id": 1, "bbox": coco["annotations"][0]["bbox"], "score": 0.5}]
+    results = box_prompt_results(SamPredictor(tiny_backend), coco, tmp_path, detections, progress=False)
+    assert len(results) == 1 and results[0]["score"] <= 0.5 * 1.5
+    metrics = evaluate_segm(coco, results)
+    assert set(metrics) == {"AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L"}
+
+
+def test_everything_comparison_table(tiny_backend, scene):
+    image = scene
+    rows = compare(tiny_backend, {"scene": image}, points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    row = rows[0]
+    assert row["grid_prompts"] == 64 and 0 < row["hier_prompts"] <= 64 + 4
+    assert 0 <= row["miou_vs_grid"] <= 1
+    assert "| scene |" in table(rows)
+    a = _square(20, 20, 0, 0, 5)
+    assert agreement([a], [a]) == 1.0 and agreement([], []) == 1.0 and agreement([a], []) == 0.0
