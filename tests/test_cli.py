@@ -150,7 +150,11 @@ def test_strict_provider_failure_is_a_clean_error(tmp_path, capsys):
     assert code == 2 and "not available" in capsys.readouterr().err
 
 
-def test_onnx_without_a_model_is_a_clear_error(tmp_path, capsys):
+def test_onnx_without_a_model_is_a_clear_error_when_the_default_model_is_missing(tmp_path, capsys, monkeypatch):
+    import tinysam_annotate.registry as registry
+
+    monkeypatch.setattr(registry, "SHIPPED_MODELS_DIR", tmp_path / "no-models")
+    monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path / "home"))
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     assert main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--backend", "onnx"]) == 2
     assert "needs --model" in capsys.readouterr().err

@@ -191,3 +191,16 @@ def test_config_validation_and_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("stepz: 7\n")
     with pytest.raises(ValueError, match="stepz"):
         DistillConfig.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_command_line_trains_exports_and_plots(corpus, tmp_path):
+    from recipes.distill.__main__ import main
+
+    (tmp_path / "c.yaml").write_text(
+        f"data: {corpus}\nout: {tmp_path / 'run'}\nresolution: 256\nbatch_size: 1\nprompts_per_image: 2\nmax_rounds: 1\n"
+        "bf16: false\nprogress: false\nhflip: false\n"
+    )
+    encoder = "{" + ", ".join(f"{k}: {v}" for k, v in TINY_ENCODER.items()) + "}"
+    main([str(tmp_path / "c.yaml"), "--steps", "2", "--student-encoder", encoder, "--export", str(tmp_path / "s.pth")])
+    assert (tmp_path / "run" / "loss_curves.png").exists() and (tmp_path / "s.pth").exists()
+    assert [r["step"] for r in read_log(tmp_path / "run" / LOG_NAME)] == [1, 2]

@@ -123,3 +123,25 @@ def test_qdq_export_runs_in_onnxruntime(sam, images, searched_w8, tmp_path):
     q6 = calibrate(sam, images[:1], PtqConfig(bits=6, **FAST), use_max=True, progress=False)
     with pytest.raises(ValueError, match="int8 only"):
         export_qdq_encoder(q6, tmp_path / "six.onnx")
+
+
+def test_command_line_compares_with_onnxruntime_and_installs_int8(sam, tmp_path):
+    import json
+
+    from recipes.ptq.__main__ import main
+
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(sam.state_dict(), ckpt)
+    main([str(ckpt), "--onnx-dir", str(tmp_path / "onnx"), "--bits", "8", "--calibration-images", "2", "--eval-images", "2",
+          "--candidates", "20", "--rounds", "1", "--rows-per-image", "64", "--windows-per-image", "2", "--install",
+          "--out-dir", str(tmp_path)])
+    table = (tmp_path / "ptq_tiny.md").read_text()
+    for row in ("max calibration", "TinySAM PTQ search", "QDQ ONNX", "quantize_static"):
+        assert row in table
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["files"]["int8"]["encoder"] == "encoder.int8.onnx"
+    assert "TinySAM PTQ" in manifest["quantization"]["int8"]["method"]
+    from tinysam_annotate.backends.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend(tmp_path / "onnx", precision="int8")
+    assert backend.encode(np.zeros((200, 256, 3), np.uint8)).shape == (1, 256, 16, 16)

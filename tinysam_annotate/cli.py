@@ -64,13 +64,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _load_backend(model: str | None, backend: str, precision: str, providers: list[str] | None = None, strict: bool = False):
+    """The backend of ``model``; without one, the shipped default model (or, in a checkout without it,
+    random weights with a warning so the pipeline still runs end to end)."""
     from .loading import load_model
+    from .registry import DEFAULT_MODEL, find_model_file, get_spec
 
+    if model is None and find_model_file(get_spec(DEFAULT_MODEL)) is not None:
+        model = DEFAULT_MODEL
     if model is not None:
         return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
     if backend != "torch" or precision != "fp32":
         raise TinySamAnnotateError(
-            f"--backend {backend} --precision {precision} needs --model NAME|PATH: no trained model ships yet"
+            f"--backend {backend} --precision {precision} needs --model NAME|PATH: the default model "
+            f"{DEFAULT_MODEL} is not in this checkout"
         )
     import torch
 
@@ -78,9 +84,8 @@ def _load_backend(model: str | None, backend: str, precision: str, providers: li
     from .build import sam_model_registry
 
     print(
-        "warning: no trained model is shipped yet (tinysam-synth is built by recipes/); using TinySAM with "
-        "random weights, so the pipeline runs end to end but the mask is not meaningful. Pass --model NAME|PATH "
-        "for real weights.",
+        f"warning: the default model {DEFAULT_MODEL} is missing from models/; using TinySAM with random weights, so "
+        "the pipeline runs end to end but the mask is not meaningful. Pass --model NAME|PATH for real weights.",
         file=sys.stderr,
     )
     torch.manual_seed(0)

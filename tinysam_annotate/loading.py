@@ -49,13 +49,29 @@ def load_model(
 
     weights_hash = file_sha256(checkpoint)
     if backend == "onnx":
-        folder = ensure_onnx(checkpoint, model_id, weights_hash, arch, precision)
+        folder = _shipped_onnx(name_or_path, weights_hash, precision) or ensure_onnx(checkpoint, model_id, weights_hash, arch, precision)
         return _onnx_backend(folder, precision, providers, strict)
 
     from .backends.torch_backend import TorchBackend
 
     sam = _build_torch(checkpoint, arch)
     return TorchBackend(sam, model_id=model_id, weights_hash=weights_hash, device=device, bf16=precision == "bf16")
+
+
+def _shipped_onnx(name_or_path: str | os.PathLike, weights_hash: str, precision: str) -> Path | None:
+    """A registered model's shipped ONNX folder when it was exported from these weights and has ``precision``."""
+    import json
+
+    from .registry import shipped_onnx_dir
+
+    key = str(name_or_path)
+    folder = shipped_onnx_dir(get_spec(key)) if key in MODEL_SPECS else None
+    if folder is None:
+        return None
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("weights_hash") != weights_hash or precision not in manifest.get("files", {}):
+        return None
+    return folder
 
 
 def _onnx_backend(folder: Path, precision: str, providers: list[str] | None, strict: bool) -> Backend:

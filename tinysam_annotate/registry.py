@@ -29,11 +29,27 @@ class ModelSpec:
     source: str
     description: str
     always_multimask: bool
+    onnx_dir: str | None = None  # a folder of exported ONNX files shipped next to the checkpoint
+
+
+DEFAULT_MODEL = "tinysam-synth"
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        ModelSpec(
+            DEFAULT_MODEL,
+            "vit_t",
+            "tinysam_synth.pth",
+            None,
+            None,
+            "Apache-2.0",
+            "tinysam-annotate: trained by recipes/ on procedural scenes (models/tinysam-synth.md)",
+            "TinySAM architecture trained from scratch on synthetic cells, nuclei, coins and shapes; the default model",
+            True,
+            "tinysam_synth_onnx",
+        ),
         ModelSpec(
             "tinysam",
             "vit_t",
@@ -124,6 +140,14 @@ def find_model_file(spec: ModelSpec) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def shipped_onnx_dir(spec: ModelSpec) -> Path | None:
+    """The ONNX folder shipped with a model in ``models/``, or None."""
+    if spec.onnx_dir is None:
+        return None
+    folder = SHIPPED_MODELS_DIR / spec.onnx_dir
+    return folder if (folder / "manifest.json").is_file() else None
 
 
 def require_model_file(spec: ModelSpec) -> Path:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from .config import DistillConfig
+from .data import prepare_sample
 from .plot import plot_losses
 from .train import LOG_NAME, Trainer
 
@@ -14,13 +15,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recipes.distill", description=__doc__)
     parser.add_argument("config", help="YAML file with DistillConfig fields")
     parser.add_argument("--export", metavar="PATH", help="after training, write the student weights (fp16) here")
+    parser.add_argument("--precompute-teacher", action="store_true",
+                        help="fill the teacher-embedding cache for every image (and its flip) before training; needs crop: null")
     for f in dataclasses.fields(DistillConfig):
-        kind = {int: int, float: float}.get(f.type if isinstance(f.type, type) else None, str)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, help=f"type {f.type}")
     args = vars(parser.parse_args(argv))
-    config_path, export = args.pop("config"), args.pop("export")
+    config_path, export, precompute = args.pop("config"), args.pop("export"), args.pop("precompute_teacher")
     cfg = DistillConfig.from_yaml(config_path, **_typed(args))
     trainer = Trainer(cfg)
+    if precompute:
+        _precompute_teacher(trainer)
     trainer.run()
     plot_losses(trainer.out / LOG_NAME, trainer.out / "loss_curves.png")
     if export:
@@ -28,21 +32,41 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {export}")
 
 
+def _precompute_teacher(trainer: Trainer) -> None:
+    """Teacher embeddings of every whole-frame sample (both orientations with hflip) into the cache."""
+    cfg = trainer.cfg
+    if trainer.teacher_embeddings is None:
+        raise SystemExit("--precompute-teacher needs a teacher in the config")
+    if cfg.crop is not None and cfg.crop < cfg.resolution:
+        raise SystemExit("--precompute-teacher caches whole frames; set crop: null (random crops are computed on the fly)")
+    flips = (False, True) if cfg.hflip else (False,)
+    samples = (prepare_sample(trainer.data[i], cfg.resolution, hflip=f) for i in range(len(trainer.data)) for f in flips)
+    done = trainer.teacher_embeddings.precompute(samples, total=len(trainer.data) * len(flips))
+    print(f"teacher embeddings: {done} computed, the rest were cached")
+
+
 def _typed(args: dict) -> dict:
-    """Command-line strings -> the field types of DistillConfig (ints, floats, bools, None)."""
-    types = {f.name: f.type for f in dataclasses.fields(DistillConfig)}
+    """Command-line strings -> the field types of DistillConfig (int, float, bool, str, None; dicts as YAML)."""
+    import yaml
+
+    types = {f.name: str(f.type) for f in dataclasses.fields(DistillConfig)}
     out = {}
     for name, value in args.items():
         if value is None:
             continue
-        t = str(types[name])
-        if "bool" in t:
-            value = str(value).lower() in ("1", "true", "yes")
-        elif "int" in t and "None" in t:
-            value = None if str(value).lower() == "none" else int(value)
-        elif "float" in t and "None" in t:
-            value = None if str(value).lower() == "none" else float(value)
-        out[name] = value
+        t = types[name]
+        if value.lower() in ("none", "null") and "None" in t:
+            out[name] = None
+        elif t.startswith("bool"):
+            out[name] = value.lower() in ("1", "true", "yes")
+        elif t.startswith("int"):
+            out[name] = int(value)
+        elif t.startswith("float"):
+            out[name] = float(value)
+        elif t.startswith("dict"):
+            out[name] = yaml.safe_load(value)
+        else:
+            out[name] = value
     return out
 
 

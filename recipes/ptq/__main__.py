@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinysam_annotate.build import sam_from_checkpoint
+from tinysam_annotate.build import file_sha256, sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, default_calibration_images, quantize_encoder_int8
 from tinysam_annotate.export.versions import ENCODER_FILE, MANIFEST_FILE
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--install", action="store_true", help="make the searched 8-bit QDQ encoder the folder's int8 encoder")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out-dir", default=str(RESULTS), help="where ptq_<name>.md goes")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     sam = sam_from_checkpoint(args.checkpoint).eval()
     folder = Path(args.onnx_dir)
     if not (folder / MANIFEST_FILE).exists():
-        export_onnx(sam, folder, model_id=name)
+        export_onnx(sam, folder, weights_hash=file_sha256(args.checkpoint), model_id=name)
     calibration = default_calibration_images(args.calibration_images)
     calib = prepare_images(calibration, sam.img_size)
     encoders = Encoders(prepare_images(evaluation_images(args.eval_images), sam.img_size))
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> None:
              "Task loss = KL(masks) + KL(IoUs) against the float model (lower is better).", "",
              "| encoder | bits | task loss | median mask IoU vs float | encoder ms / image (CPU) |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.5f} | {r[3]:.4f} | {1000 * r[4]:.0f} |" for r in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_md = RESULTS / f"ptq_{name}.md"
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_md = out_dir / f"ptq_{name}.md"
     out_md.write_text("\n".join(lines) + "\n")
     print(out_md.read_text())
 
