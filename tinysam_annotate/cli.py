@@ -289,11 +289,35 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=20)
     export.set_defaults(func=cmd_export)
 
+    app = sub.add_parser("app", help="start the Gradio annotation app (needs the app extra: pip install tinysam-annotate[app])")
+    app.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
+    app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--model", default=None, help="default model (registry name or checkpoint)")
+    app.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
+    app.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    app.add_argument("--max-file-size", default="25mb")
+    app.set_defaults(func=cmd_app)
+
     bench = sub.add_parser("bench", help="latency benchmark (recipes/bench_latency.py when present)")
     bench.add_argument("--quick", action="store_true", help="only time the chosen model/backend here")
     model_options(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    try:
+        from .app.ui import launch
+    except ImportError as exc:
+        raise TinySamAnnotateError(f"the app needs Gradio ({exc}); install it with: pip install 'tinysam-annotate[app]'") from None
+    from .app.engine import AppConfig
+    from .registry import DEFAULT_MODEL
+
+    config = AppConfig(model=args.model or DEFAULT_MODEL, backend=args.backend, precision=args.precision,
+                       max_file_size=args.max_file_size)
+    print(f"tinysam-annotate app on http://{args.host}:{args.port} (model {config.model}, {config.backend} {config.precision})")
+    launch(config, host=args.host, port=args.port)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,21 +136,21 @@ class AnnotationSession:
 
     # ------------------------------------------------------------------ prompts
 
-    def _check_xy(self, x: float, y: float) -> None:
+    def check_point(self, x: float, y: float) -> None:
         if not (np.isfinite(x) and np.isfinite(y)) or not (0 <= x <= self.width and 0 <= y <= self.height):
             raise PromptError(f"point ({x}, {y}) is outside the {self.width} x {self.height} image")
 
     def add_point(self, x: float, y: float, positive: bool = True) -> Preview:
         """Add a click in (x, y) image pixels and refine the preview (previous logits go back as mask_input)."""
-        self._check_xy(x, y)
+        self.check_point(x, y)
         self.points.append((float(x), float(y)))
         self.labels.append(1 if positive else 0)
         return self._predict()
 
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> Preview:
         """Set (replace) the box prompt; corners in any order."""
-        self._check_xy(x0, y0)
-        self._check_xy(x1, y1)
+        self.check_point(x0, y0)
+        self.check_point(x1, y1)
         box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             raise PromptError(f"box {box} is empty; drag a rectangle at least one pixel wide and high")

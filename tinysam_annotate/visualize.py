@@ -32,7 +32,7 @@ def render_overlay(
     if points is not None:
         labels = np.ones(len(points), dtype=int) if labels is None else labels
         for (x, y), label in zip(np.asarray(points).reshape(-1, 2), labels):
-            fill = (0, 220, 0) if label == 1 else (230, 30, 30)
+            fill = {1: (0, 220, 0), 0: (230, 30, 30)}.get(int(label), (255, 220, 0))  # 2: a box corner being drawn
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=(255, 255, 255))
     return np.asarray(img)
 

@@ -1,0 +1,127 @@
+"""Gradio app handlers with a tiny random model (no browser): prompts, accept, undo, everything, export, import."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinysam_annotate.app import handlers as h
+from tinysam_annotate.app.engine import AppConfig, Engine, EngineRegistry
+from tinysam_annotate.app.render import canvas
+from tinysam_annotate.cache import EmbeddingCache
+from tinysam_annotate.errors import ImageTooLargeError, PromptError, UnsupportedImageError
+from tinysam_annotate.io.coco import read_coco, validate_coco
+from tinysam_annotate.session import SessionError
+
+
+@pytest.fixture
+def engine(tiny_backend):
+    return Engine(tiny_backend, EmbeddingCache(directory=None))
+
+
+@pytest.fixture
+def state(engine, scene, tmp_path):
+    Image.fromarray(scene).save(tmp_path / "cells.png")
+    s = h.open_image(h.AppState(workdir=tmp_path / "session"), engine, tmp_path / "cells.png")
+    yield s
+    h.close(s)
+
+
+def test_open_click_accept_undo_export_import(state, engine, tmp_path):
+    assert state.session.image_name == "cells.png" and "160 x 120" in state.message
+    h.click(state, 50, 40)
+    assert state.session.preview is not None and "predicted IoU" in state.message
+    image = canvas(state.session)
+    assert image.shape == (120, 160, 3) and image.dtype == np.uint8
+    h.set_mode(state, "negative")
+    h.click(state, 140, 100)
+    assert state.session.labels == [1, 0]
+    if not state.session.preview.mask.any():
+        h.cycle(state)
+    h.accept(state, "object")
+    assert [row[0] for row in h.objects_table(state)] == [1]
+    h.undo(state)
+    assert h.objects_table(state) == []
+    h.redo(state)
+    coco_path, labels_path = h.export(state)
+    assert coco_path.parent == state.workdir and labels_path.suffix == ".tif"
+    coco = read_coco(coco_path)
+    validate_coco(coco)
+    assert len(coco["annotations"]) == 1 and coco["annotations"][0]["attributes"]["prompts"]["point_labels"] == [1, 0]
+    other = h.open_image(h.AppState(workdir=tmp_path / "other"), engine, tmp_path / "cells.png")
+    h.import_coco(other, coco_path)
+    assert np.array_equal(other.session.objects[0].mask, state.session.objects[0].mask)
+    h.close(other)
+    assert not (tmp_path / "other").exists()
+
+
+def test_box_mode_takes_two_clicks(state):
+    h.set_mode(state, "box")
+    h.click(state, 20, 20)
+    assert state.box_corner == (20.0, 20.0) and state.session.preview is None
+    assert canvas(state.session, state.box_corner).shape == (120, 160, 3)
+    h.click(state, 90, 70)
+    assert state.session.box == (20.0, 20.0, 90.0, 70.0) and state.box_corner is None
+
+
+def test_everything_adds_objects_with_progress(state):
+    calls = []
+    h.everything(state, "hierarchical", 8, 0.0, 0.0, 0, None, lambda d, t: calls.append((d, t)))
+    assert h.objects_table(state) and calls[-1][0] == calls[-1][1]
+    assert "objects added" in state.message
+    h.everything(state, "grid", 8, 0.0, 0.0, 0, None)
+
+
+def test_status_reports_engine_and_latency(state):
+    h.click(state, 50, 40)
+    text = h.status(state)
+    assert "tiny" in text and "encode" in text and "decode" in text
+
+
+def test_bad_inputs_are_clear_errors(engine, tmp_path):
+    state = h.AppState(workdir=tmp_path / "s")
+    with pytest.raises(SessionError, match="open an image first"):
+        h.click(state, 1, 1)
+    (tmp_path / "evil.png").write_text("<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+    with pytest.raises(UnsupportedImageError):
+        h.open_image(state, engine, tmp_path / "evil.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(ImageTooLargeError):
+        h.open_image(state, engine, tmp_path / "big.png", max_pixels=10_000)
+    with pytest.raises(SessionError, match="mode"):
+        h.set_mode(state, "lasso")
+    state = h.open_image(state, engine, np.zeros((50, 60, 3), np.uint8))
+    with pytest.raises(PromptError):
+        h.click(state, 500, 5)
+    with pytest.raises(SessionError, match="unknown example"):
+        h.example_image("cats")
+
+
+def test_sixteen_bit_multichannel_upload_with_a_channel_choice(engine, tmp_path):
+    import tifffile
+
+    stack = np.zeros((3, 64, 80), np.uint16)
+    stack[1, 10:30, 10:40] = 40000
+    tifffile.imwrite(tmp_path / "multi.tif", stack, photometric="minisblack", metadata={"axes": "CYX"})
+    state = h.open_image(h.AppState(workdir=tmp_path / "s"), engine, tmp_path / "multi.tif", channels=1)
+    rgb = state.session.image
+    assert rgb.shape == (64, 80, 3) and rgb[20, 20].max() > rgb[50, 70].max()
+
+
+def test_examples_and_engine_registry_share_one_engine():
+    assert h.example_image("coins").shape[2] == 3
+    loads = []
+
+    def loader(m, b, p):
+        loads.append((m, b, p))
+        from tests.conftest import make_tiny_sam
+        from tinysam_annotate.backends.torch_backend import TorchBackend
+
+        return TorchBackend(make_tiny_sam(), model_id=m)
+
+    registry = EngineRegistry(AppConfig(model="tiny", backend="torch", precision="fp32"), loader)
+    assert registry.get() is registry.get("tiny", "torch", "fp32")
+    assert loads == [("tiny", "torch", "fp32")]
+    a, b = registry.get().predictor(), registry.get().predictor()
+    assert a is not b and a.cache is b.cache  # per-session predictors, one engine and cache

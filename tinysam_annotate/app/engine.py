@@ -1,0 +1,91 @@
+"""One shared model per (model, backend, precision), serialised by a lock, for all app sessions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backends.base import Backend
+from ..cache import EmbeddingCache
+from ..predictor import SamPredictor
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Server limits and defaults. Everything a public deployment needs to bound is here."""
+
+    model: str = "tinysam-synth"
+    backend: str = "onnx"
+    precision: str = "int8"
+    max_file_size: str = "25mb"  # refused by the upload route before the handler runs
+    max_pixels: int = 40_000_000  # per plane, checked from the header before decoding
+    queue_size: int = 16  # requests waiting beyond this get a "busy" error
+    cache_bytes: int = 512 * 2**20
+    examples: tuple[str, ...] = ("coins", "cells", "nuclei")
+
+
+class LockedBackend:
+    """A backend whose encode/decode calls run one at a time, with the last latencies recorded."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.identity, self.image_size = inner.identity, inner.image_size
+        self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
+        self.device_description = inner.device_description
+        self.last_encode_s = 0.0
+        self.last_decode_s = 0.0
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        with self.lock:
+            start = time.perf_counter()
+            out = self.inner.encode(image)
+            self.last_encode_s = time.perf_counter() - start
+        return out
+
+    def decode(self, *args: Any) -> Any:
+        with self.lock:
+            start = time.perf_counter()
+            out = self.inner.decode(*args)
+            self.last_decode_s = time.perf_counter() - start
+        return out
+
+
+class Engine:
+    """A loaded model shared by every session; each session gets its own predictor over it."""
+
+    def __init__(self, backend: Backend, cache: EmbeddingCache) -> None:
+        self.backend = LockedBackend(backend)
+        self.cache = cache
+
+    def predictor(self) -> SamPredictor:
+        return SamPredictor(self.backend, cache=self.cache)
+
+    @property
+    def description(self) -> str:
+        ident = self.backend.identity
+        return f"{ident.model_id} · {ident.backend} {ident.precision} · {self.backend.device_description}"
+
+
+class EngineRegistry:
+    """Engines by (model, backend, precision), loaded on first use; shared by all sessions of one app."""
+
+    def __init__(self, config: AppConfig, loader: Callable[[str, str, str], Backend] | None = None) -> None:
+        from ..loading import load_model
+
+        self.config = config
+        self.cache = EmbeddingCache(directory=None, memory_bytes=config.cache_bytes)  # memory only: nothing per user on disk
+        self._loader = loader or (lambda m, b, p: load_model(m, backend=b, precision=p))
+        self._engines: dict[tuple[str, str, str], Engine] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str | None = None, backend: str | None = None, precision: str | None = None) -> Engine:
+        key = (model or self.config.model, backend or self.config.backend, precision or self.config.precision)
+        with self._lock:
+            if key not in self._engines:
+                self._engines[key] = Engine(self._loader(*key), self.cache)
+            return self._engines[key]

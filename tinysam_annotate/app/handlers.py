@@ -1,0 +1,203 @@
+"""The app's actions as plain functions over a per-session :class:`AppState` (no Gradio imports).
+
+Each returns the new state; the UI layer turns states into widgets. Errors are the library's typed
+errors (ValueError subclasses); the UI shows their messages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from ..errors import TinySamAnnotateError
+from ..io.image import load_image, read_image
+from ..session import AnnotationSession, SessionError
+from .engine import Engine
+
+MODES = ("positive", "negative", "box")
+
+
+@dataclass
+class AppState:
+    """Everything one browser session owns. ``workdir`` holds its exports and autosave; it is deleted
+    when the session ends (:func:`close`)."""
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tinysam-app-")))
+    session: AnnotationSession | None = None
+    engine: Engine | None = None
+    mode: str = "positive"
+    box_corner: tuple[float, float] | None = None
+    message: str = ""
+
+
+def example_image(name: str) -> np.ndarray:
+    """A bundled example (scikit-image data, no download): coins, cells or nuclei (fluorescence)."""
+    from skimage import data
+
+    if name == "coins":
+        img = data.coins()
+    elif name == "cells":
+        img = data.cell()
+    elif name == "nuclei":
+        img = data.human_mitosis()
+    else:
+        raise SessionError(f"unknown example {name!r}; examples: coins, cells, nuclei")
+    return load_image(img).rgb
+
+
+def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, name: str = "image.png",
+               max_pixels: int = 40_000_000, channels: tuple[int, ...] | int | None = None,
+               categories: list[str] | None = None) -> AppState:
+    """Load a file (size checked from its header before decoding) or an array and start annotating it."""
+    if isinstance(image, (str, Path)):
+        source = read_image(image, max_pixels=max_pixels)
+        if source.n_slices > 1:
+            raise SessionError(f"{Path(image).name} is a stack of {source.n_slices} slices; the web app annotates 2D images")
+        rgb = source.model_view(0, channels)
+        name = Path(image).name if name == "image.png" else name
+    else:
+        rgb = load_image(image, channels=channels).rgb
+    keep = list(state.session.categories) if state.session is not None and categories is None else categories
+    state.engine = engine
+    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json")
+    state.box_corner = None
+    state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {engine.backend.last_encode_s * 1000:.0f} ms"
+    return state
+
+
+def require_session(state: AppState) -> AnnotationSession:
+    if state.session is None:
+        raise SessionError("open an image first (upload one or pick an example)")
+    return state.session
+
+
+def set_mode(state: AppState, mode: str) -> AppState:
+    if mode not in MODES:
+        raise SessionError(f"mode must be one of {MODES}, got {mode!r}")
+    state.mode, state.box_corner = mode, None
+    return state
+
+
+def click(state: AppState, x: float, y: float) -> AppState:
+    """A click at (x, y) image pixels: a point in point modes; in box mode the first click is one corner,
+    the second closes the box."""
+    session = require_session(state)
+    if state.mode == "box":
+        if state.box_corner is None:
+            session.check_point(x, y)
+            state.box_corner = (float(x), float(y))
+            state.message = "box: click the opposite corner"
+            return state
+        x0, y0 = state.box_corner
+        state.box_corner = None
+        preview = session.set_box(x0, y0, x, y)
+    else:
+        preview = session.add_point(x, y, positive=state.mode == "positive")
+    state.message = f"candidate {preview.selected + 1}/3, predicted IoU {preview.score:.2f}"
+    return state
+
+
+def cycle(state: AppState) -> AppState:
+    preview = require_session(state).cycle_candidate()
+    state.message = f"candidate {preview.selected + 1}/3, predicted IoU {preview.score:.2f}"
+    return state
+
+
+def clear(state: AppState) -> AppState:
+    require_session(state).clear_prompts()
+    state.box_corner, state.message = None, "prompts cleared"
+    return state
+
+
+def accept(state: AppState, category: str | None) -> AppState:
+    obj = require_session(state).accept(category)
+    state.message = f"object {obj.object_id} ({obj.category}) accepted"
+    return state
+
+
+def undo(state: AppState) -> AppState:
+    require_session(state).undo()
+    state.message = "undone"
+    return state
+
+
+def redo(state: AppState) -> AppState:
+    require_session(state).redo()
+    state.message = "redone"
+    return state
+
+
+def delete(state: AppState, object_id: int) -> AppState:
+    require_session(state).delete(int(object_id))
+    state.message = f"object {object_id} deleted"
+    return state
+
+
+def relabel(state: AppState, object_id: int, category: str) -> AppState:
+    require_session(state).relabel(int(object_id), category)
+    state.message = f"object {object_id} is now {category}"
+    return state
+
+
+def add_category(state: AppState, name: str) -> AppState:
+    require_session(state).add_category(name)
+    return state
+
+
+def everything(state: AppState, mode: str = "hierarchical", points_per_side: int = 32, pred_iou_thresh: float = 0.88,
+               stability_score_thresh: float = 0.95, min_area: int = 0, category: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> AppState:
+    """Segment everything (hierarchical by default) and add the masks as one undo step."""
+    session = require_session(state)
+    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
+    params = dict(points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
+                  stability_score_thresh=float(stability_score_thresh), min_mask_region_area=int(min_area))
+    added = session.segment_everything(lambda predictor: cls(predictor, **params), category, progress)
+    state.message = f"everything ({mode}): {len(added)} objects added"
+    return state
+
+
+def export(state: AppState, use_polygons: bool = False) -> tuple[Path, Path]:
+    """COCO JSON and label TIFF of the session, written into the session's own folder."""
+    session = require_session(state)
+    stem = Path(session.image_name).stem or "annotations"
+    return (session.export_coco(state.workdir / f"{stem}.coco.json", use_polygons),
+            session.export_labels(state.workdir / f"{stem}.labels.tif"))
+
+
+def import_coco(state: AppState, path: str | Path) -> AppState:
+    added = require_session(state).import_coco(path)
+    state.message = f"imported {len(added)} objects"
+    return state
+
+
+def objects_table(state: AppState) -> list[list]:
+    """Rows of [id, category, predicted IoU, area px] for the object list."""
+    if state.session is None:
+        return []
+    return [[o.object_id, o.category, None if o.score is None else round(o.score, 3), int(o.mask.sum())]
+            for o in state.session.objects]
+
+
+def status(state: AppState) -> str:
+    if state.engine is None:
+        return "no image yet"
+    b = state.engine.backend
+    return (f"{state.engine.description} · last encode {b.last_encode_s * 1000:.0f} ms · "
+            f"last decode {b.last_decode_s * 1000:.1f} ms")
+
+
+def close(state: AppState) -> None:
+    """Delete everything the session wrote (exports, autosave)."""
+    shutil.rmtree(state.workdir, ignore_errors=True)
+
+
+__all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "clear", "click", "close", "cycle",
+           "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo",
+           "relabel", "set_mode", "status", "undo"]
