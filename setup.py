@@ -13,7 +13,7 @@ EXTRAS = {
     "napari": ["napari>=0.4.19", "magicgui>=0.8", "npe2>=0.7"],
     "recipes": ["pyyaml>=6.0", "matplotlib>=3.7"],
     "distributed": ["ray[data]>=2.9"],
-    "dev": ["pytest>=7.4", "hypothesis>=6.90", "pytest-timeout>=2.2"],
+    "dev": ["pytest>=7.4", "hypothesis>=6.90", "pytest-timeout>=2.2", "playwright>=1.40"],
 }
 
 setup(

@@ -114,6 +114,11 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     backend = gr.Radio(["onnx", "torch"], value=config.backend, label="backend")
                     precision = gr.Radio(["fp32", "int8"], value=config.precision, label="precision")
 
+        # A click by coordinates, for API clients (gradio_client) and scripted use; the canvas uses .select.
+        click_x = gr.Number(visible=False)
+        click_y = gr.Number(visible=False)
+        click_api = gr.Button(visible=False)
+
         outputs = [state, image_view, objects, status, message, category]
 
         def parse_channels(text: str) -> tuple[int, ...] | None:
@@ -158,20 +163,21 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             return (*views(state), [str(coco), str(labels)])
 
         model_inputs = [model, backend, precision]
-        upload.upload(open_file, [state, upload, channels, *model_inputs], outputs)
-        open_example.click(open_named_example, [state, example, *model_inputs], outputs)
-        image_view.select(on_click, [state], outputs)
-        mode.change(action(lambda s, m: h.set_mode(s, m)), [state, mode], outputs)
-        accept.click(action(lambda s, c: h.accept(s, c)), [state, category], outputs)
-        cycle.click(action(h.cycle), [state], outputs)
-        clear.click(action(h.clear), [state], outputs)
-        undo.click(action(h.undo), [state], outputs)
-        redo.click(action(h.redo), [state], outputs)
+        upload.upload(open_file, [state, upload, channels, *model_inputs], outputs, api_name="open")
+        open_example.click(open_named_example, [state, example, *model_inputs], outputs, api_name="open_example")
+        image_view.select(on_click, [state], outputs, api_visibility="private")
+        click_api.click(action(lambda s, x, y: h.click(s, x, y)), [state, click_x, click_y], outputs, api_name="click")
+        mode.change(action(lambda s, m: h.set_mode(s, m)), [state, mode], outputs, api_name="mode")
+        accept.click(action(lambda s, c: h.accept(s, c)), [state, category], outputs, api_name="accept")
+        cycle.click(action(h.cycle), [state], outputs, api_name="cycle")
+        clear.click(action(h.clear), [state], outputs, api_name="clear")
+        undo.click(action(h.undo), [state], outputs, api_name="undo")
+        redo.click(action(h.redo), [state], outputs, api_name="redo")
         add_category.click(action(lambda s, n: h.add_category(s, n)), [state, new_category], outputs)
         delete.click(action(lambda s, i: h.delete(s, i)), [state, object_id], outputs)
         relabel.click(action(lambda s, i, c: h.relabel(s, i, c)), [state, object_id, category], outputs)
         run_everything.click(on_everything, [state, ev_mode, points, iou_thresh, stab_thresh, min_area, category], outputs)
-        export.click(on_export, [state], [*outputs, files])
+        export.click(on_export, [state], [*outputs, files], api_name="export")
         import_file.upload(action(lambda s, p: h.import_coco(s, p)), [state, import_file], outputs)
     app.queue(max_size=config.queue_size, default_concurrency_limit=4)
     return app

@@ -1,0 +1,64 @@
+"""End to end in headless Debian Chromium: open an example, click, accept (keyboard), export, download."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+pytest.importorskip("gradio")
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from tinysam_annotate.app.engine import AppConfig, EngineRegistry
+    from tinysam_annotate.app.ui import build_app, launch_kwargs
+    from tinysam_annotate.backends.torch_backend import TorchBackend
+
+    from .conftest import make_tiny_sam
+
+    config = AppConfig(model="tiny", backend="torch", precision="fp32")
+    registry = EngineRegistry(config, lambda m, b, p: TorchBackend(make_tiny_sam(), model_id=m))
+    app = build_app(config, registry)
+    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(config))
+    yield url
+    app.close()
+
+
+def test_annotate_and_export_in_a_browser(app_url, tmp_path):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 950}, accept_downloads=True)
+        page.goto(app_url)
+        page.locator("#btn-example").click()
+        canvas = page.locator("#canvas img")
+        canvas.wait_for(state="visible", timeout=60_000)
+        box = canvas.bounding_box()
+        canvas.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.45})
+        page.get_by_text("predicted IoU").wait_for(timeout=60_000)
+        page.locator("body").click(position={"x": 5, "y": 5})  # focus off inputs so the shortcut reaches the page
+        page.keyboard.press("a")  # the Accept shortcut
+        page.get_by_text("object 1 (object) accepted").wait_for(timeout=30_000)
+        page.locator("#btn-export").click()
+        page.get_by_text("exported 1 objects").wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        link = page.locator('#downloads a[href*="coco.json"]').first
+        link.wait_for(timeout=30_000)
+        with page.expect_download() as download:
+            link.click()
+        target = tmp_path / "downloaded.coco.json"
+        download.value.save_as(target)
+        browser.close()
+    coco = json.loads(target.read_text())
+    from tinysam_annotate.io.coco import validate_coco
+
+    validate_coco(coco)
+    assert len(coco["annotations"]) == 1 and coco["images"][0]["file_name"] == "coins.png"
+    assert coco["annotations"][0]["attributes"]["prompts"]["point_labels"] == [1]
+    assert (tmp_path / "app.png").stat().st_size > 20_000
