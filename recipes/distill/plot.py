@@ -16,6 +16,8 @@ def plot_losses(log_path: str | os.PathLike, out_png: str | os.PathLike, smoothi
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    # a run killed between checkpoints repeats the steps after its last save on resume: keep the latest
+    records = sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
     terms = [t for t in TERMS if any(t in r for r in records)]
     fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3), squeeze=False)
     for ax, term in zip(axes[0], terms):
