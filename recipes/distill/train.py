@@ -33,7 +33,7 @@ from tinysam_annotate.registry import MODEL_SPECS, require_model_file
 from ..data.sa1b import Sa1bFolder
 from .config import DistillConfig
 from .data import EMBED_STRIDE, TrainSample, prepare_sample
-from .losses import distillation_losses, ground_truth_losses
+from .losses import distillation_losses, ground_truth_losses, mask_iou
 from .prompts import initial_prompts, next_points
 from .teacher import TeacherEmbeddings
 
@@ -226,6 +226,7 @@ class Trainer:
                 student = decode(sam, embeddings[b : b + 1], coords, labels, mask_input, sample.offset)
             for name, value in ground_truth_losses(student.logits, student.iou, target, cfg.w_focal, cfg.w_dice).items():
                 terms.setdefault(name, []).append(value)
+            self.metrics.setdefault("mask_iou", []).append(float(mask_iou(student.logits.detach(), target).max(dim=1).values.mean()))
             if self.teacher is not None:
                 with torch.no_grad(), torch.autocast(**self.autocast):
                     teacher = decode(self.teacher, teacher_emb[b : b + 1], coords, labels, mask_input, sample.offset)
@@ -245,6 +246,7 @@ class Trainer:
         batch = batch if batch is not None else self.next_batch()
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
+        self.metrics: dict[str, list[float]] = {}
         terms = self.losses(batch)
         loss = self.total(terms)
         self.optimizer.zero_grad(set_to_none=True)
@@ -255,6 +257,7 @@ class Trainer:
         self.step += 1
         record = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(loss.detach())}
         record.update({name: float(value.detach()) for name, value in terms.items()})
+        record.update({name: float(np.mean(values)) for name, values in self.metrics.items()})  # binary IoU, best output
         return record
 
     # ---------------------------------------------------------------------------------------- loop
