@@ -18,6 +18,7 @@ import copy
 import json
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -27,7 +28,7 @@ import torch
 from tinysam_annotate.modeling import Sam
 from tinysam_annotate.transforms import ResizeLongestSide, normalize_and_pad
 
-from .layers import quantize_encoder, set_mode
+from .layers import quant_layers, quantize_encoder, set_mode
 from .search import PtqConfig, clear, collect, decode_all, grid_prompts, search, task_loss
 
 
@@ -54,6 +55,26 @@ def calibrate(sam: Sam, images: list[torch.Tensor], cfg: PtqConfig, use_max: boo
     set_mode(qencoder, enabled=True)
     qencoder.requires_grad_(False)
     return with_encoder(sam, qencoder)
+
+
+def calibrate_variants(sam: Sam, images: list[torch.Tensor], variants: list[tuple[int, bool]], cfg: PtqConfig,
+                       progress: bool = True):
+    """Collect statistics once, then yield ((bits, use_max), fake-quant Sam) per variant in order.
+
+    The same recorded rows serve every bit width and both calibrations (statistics do not depend on
+    them); each yielded model is only valid until the next one is requested.
+    """
+    qencoder = quantize_encoder(sam.image_encoder, cfg.bits)
+    collect(sam, qencoder, images, cfg, progress)
+    quantized = with_encoder(sam, qencoder)
+    for bits, use_max in variants:
+        for layer in quant_layers(qencoder):
+            layer.bits = bits
+        set_mode(qencoder, enabled=False)
+        search(qencoder, replace(cfg, bits=bits), use_max=use_max, progress=progress)
+        set_mode(qencoder, enabled=True)
+        yield (bits, use_max), quantized
+    clear(qencoder)
 
 
 @torch.no_grad()
