@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python setup.py
 install: $(STAMP)
 
 demo: install
-	$(BIN)/tinysam-annotate demo --out demo_overlay.png
+	$(BIN)/tinysam-annotate app --host 127.0.0.1 --port 7860
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -25,7 +25,8 @@ def file_entry(path: Path, root: Path) -> dict:
     return {"path": str(path.relative_to(root)), "sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
-def ship(name: str, checkpoint: Path, onnx_dir: Path, models: Path = SHIPPED_MODELS_DIR) -> dict:
+def ship(name: str, checkpoint: Path, onnx_dir: Path, models: Path = SHIPPED_MODELS_DIR,
+         precisions: tuple[str, ...] = ("int8",)) -> dict:
     spec = get_spec(name)
     models.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, models / spec.filename)
@@ -35,6 +36,9 @@ def ship(name: str, checkpoint: Path, onnx_dir: Path, models: Path = SHIPPED_MOD
     target.mkdir()
     onnx_manifest = json.loads((onnx_dir / "manifest.json").read_text())
     onnx_manifest["weights_hash"] = file_sha256(models / spec.filename)  # the shipped file is what loads
+    onnx_manifest["model_id"] = name
+    # other precisions are exported from the checkpoint on first use (and cached), keeping models/ small
+    onnx_manifest["files"] = {p: f for p, f in onnx_manifest["files"].items() if p in precisions}
     wanted = {f for files in onnx_manifest["files"].values() for f in files.values()}
     for file in sorted(wanted):
         shutil.copyfile(onnx_dir / file, target / file)
@@ -61,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="tinysam-synth")
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--onnx-dir", required=True, type=Path)
+    parser.add_argument("--precisions", nargs="+", default=["int8"], help="ONNX precisions to ship")
     args = parser.parse_args(argv)
-    entry = ship(args.name, args.checkpoint, args.onnx_dir)
+    entry = ship(args.name, args.checkpoint, args.onnx_dir, precisions=tuple(args.precisions))
     for f in entry["files"]:
         print(f"{f['bytes'] / 1e6:8.1f} MB  {f['path']}  {f['sha256'][:16]}")
 

@@ -62,7 +62,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
         return run
 
-    with gr.Blocks(title="tinysam-annotate", fill_width=True) as app:
+    with gr.Blocks(title="tinysam-annotate", fill_width=True, analytics_enabled=False) as app:
         state = gr.State(None, delete_callback=lambda s: h.close(s) if s is not None else None, time_to_live=6 * 3600)
         gr.Markdown("## tinysam-annotate · interactive segmentation", elem_classes="tsa-title")
         gr.Markdown(HELP)
@@ -101,8 +101,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                 with gr.Accordion("Segment everything", open=False):
                     ev_mode = gr.Radio(["hierarchical", "grid"], value="hierarchical", label="strategy")
                     points = gr.Slider(8, 64, value=32, step=4, label="points per side")
-                    iou_thresh = gr.Slider(0.0, 1.0, value=0.88, step=0.01, label="predicted IoU threshold")
-                    stab_thresh = gr.Slider(0.0, 1.0, value=0.95, step=0.01, label="stability threshold")
+                    iou_thresh = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="predicted IoU threshold (SAM: 0.88)")
+                    stab_thresh = gr.Slider(0.0, 1.0, value=0.9, step=0.01, label="stability threshold (SAM: 0.95)")
                     min_area = gr.Number(value=0, precision=0, label="min object area (px)", minimum=0)
                     run_everything = gr.Button("Segment everything", elem_id="btn-everything")
                 with gr.Accordion("Export / import", open=True):

@@ -1,0 +1,78 @@
+"""The shipped default model: files match the manifest, resolve with no network, and segment real nuclei."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinysam_annotate.build import file_sha256
+from tinysam_annotate.registry import DEFAULT_MODEL, SHIPPED_MODELS_DIR, find_model_file, get_spec, shipped_onnx_dir
+
+from .conftest import DATA, require_shared
+
+MANIFEST = SHIPPED_MODELS_DIR / "manifest.json"
+
+
+def test_manifest_matches_the_files_and_the_size_budget():
+    manifest = json.loads(MANIFEST.read_text())
+    entry = manifest[DEFAULT_MODEL]
+    assert entry["licence"] == "Apache-2.0" and (SHIPPED_MODELS_DIR / entry["card"]).is_file()
+    for f in entry["files"]:
+        path = SHIPPED_MODELS_DIR / f["path"]
+        assert path.stat().st_size == f["bytes"], f["path"]
+        assert file_sha256(path) == f["sha256"], f["path"]
+    total = sum(p.stat().st_size for p in SHIPPED_MODELS_DIR.rglob("*") if p.is_file())
+    assert total < 80e6
+
+
+def test_registry_resolves_the_shipped_files_without_a_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path / "home"))
+    spec = get_spec(DEFAULT_MODEL)
+    assert find_model_file(spec) == SHIPPED_MODELS_DIR / "tinysam_synth.pth"
+    assert shipped_onnx_dir(spec) == SHIPPED_MODELS_DIR / "tinysam_synth_onnx"
+    from tinysam_annotate.loading import load_model
+
+    backend = load_model(DEFAULT_MODEL, backend="onnx", precision="int8")
+    assert backend.identity.precision == "int8" and "CPU" in backend.device_description
+    assert not (tmp_path / "home" / "onnx").exists()  # the shipped ONNX files were used, nothing was exported
+
+
+@pytest.fixture(scope="module")
+def nuclei():
+    import tifffile
+
+    from tinysam_annotate.io import load_image
+
+    image = tifffile.imread(require_shared(DATA / "nuclei_256.tif"))
+    labels = tifffile.imread(DATA / "nuclei_256_mask.tif")
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    largest = ids[np.argsort(-counts)[:6]]
+    return load_image(image).rgb, [labels == i for i in largest]
+
+
+def _box_ious(predictor, image, masks):
+    predictor.set_image(image)
+    out = []
+    for gt in masks:
+        rows, cols = np.nonzero(gt)
+        box = np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], np.float32)
+        pred, scores, _ = predictor.predict(box=box)
+        best = pred[int(np.argmax(scores))]
+        out.append((best & gt).sum() / (best | gt).sum())
+    return np.array(out)
+
+
+def test_the_shipped_model_segments_real_nuclei_and_int8_agrees(nuclei):
+    from tinysam_annotate.loading import load_model
+    from tinysam_annotate.predictor import SamPredictor
+
+    image, masks = nuclei
+    fp32 = _box_ious(SamPredictor(load_model(DEFAULT_MODEL)), image, masks)
+    int8 = _box_ious(SamPredictor(load_model(DEFAULT_MODEL, backend="onnx", precision="int8")), image, masks)
+    assert fp32.mean() > BOX_IOU_FLOOR, fp32
+    assert abs(int8.mean() - fp32.mean()) < 0.1, (fp32, int8)
+
+
+BOX_IOU_FLOOR = 0.5  # the 6 largest nuclei; all 65 measure 0.43 (models/tinysam-synth.md), the large ones more
