@@ -110,7 +110,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     files = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
                     import_file = gr.File(label="import COCO JSON", file_types=[".json"], type="filepath")
                 with gr.Accordion("Model", open=False):
-                    model = gr.Dropdown(available_models() or [config.model], value=config.model, label="model")
+                    model = gr.Dropdown(list(dict.fromkeys([config.model, *available_models()])), value=config.model, label="model")
                     backend = gr.Radio(["onnx", "torch"], value=config.backend, label="backend")
                     precision = gr.Radio(["fp32", "int8"], value=config.precision, label="precision")
 
