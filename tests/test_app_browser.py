@@ -14,20 +14,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")
 
 
+from .conftest import serve_tiny_app  # noqa: E402
+
+
 @pytest.fixture(scope="module")
 def app_url():
-    from tinysam_annotate.app.engine import AppConfig, EngineRegistry
-    from tinysam_annotate.app.ui import build_app, launch_kwargs
-    from tinysam_annotate.backends.torch_backend import TorchBackend
-
-    from .conftest import make_tiny_sam
-
-    config = AppConfig(model="tiny", backend="torch", precision="fp32")
-    registry = EngineRegistry(config, lambda m, b, p: TorchBackend(make_tiny_sam(), model_id=m))
-    app = build_app(config, registry)
-    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(config))
-    yield url
-    app.close()
+    yield from serve_tiny_app()
 
 
 def test_annotate_and_export_in_a_browser(app_url, tmp_path):

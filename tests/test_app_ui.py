@@ -9,22 +9,12 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from tinysam_annotate.app.engine import AppConfig, EngineRegistry  # noqa: E402
-from tinysam_annotate.app.ui import build_app, launch_kwargs  # noqa: E402
-from tinysam_annotate.backends.torch_backend import TorchBackend  # noqa: E402
-
-from .conftest import make_tiny_sam  # noqa: E402
+from .conftest import serve_tiny_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server():
-    config = AppConfig(model="tiny", backend="torch", precision="fp32", max_file_size="1mb")
-    registry = EngineRegistry(config, lambda m, b, p: TorchBackend(make_tiny_sam(), model_id=m))
-    app = build_app(config, registry)
-    _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                           **launch_kwargs(config))
-    yield url.rstrip("/")
-    app.close()
+    yield from serve_tiny_app(max_file_size="1mb")
 
 
 def _get(url: str) -> tuple[int, bytes]:
