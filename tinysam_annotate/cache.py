@@ -106,6 +106,13 @@ class EmbeddingCache:
         if self.disk_enabled:
             self._write_disk(key, embedding)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key`` is cached (in memory or on disk) without loading or counting it."""
+        with self._lock:
+            if key in self._memory:
+                return True
+        return self.disk_enabled and self.path_for(key).exists()
+
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()

@@ -72,6 +72,10 @@ class SamPredictor:
         self.last_encode_seconds = time.perf_counter() - start
         self._set_features(features, rgb.shape[:2])
 
+    def is_cached(self, image: np.ndarray) -> bool:
+        """Whether :meth:`set_image` on this RGB image would hit the embedding cache (no encoder pass)."""
+        return embedding_key(as_model_view(image), self.backend.identity) in self.cache
+
     def set_torch_image(self, transformed_image: "torch.Tensor", original_image_size: tuple[int, ...]) -> None:
         """Embed an image already resized with ResizeLongestSide: 1 x 3 x h x w, values 0..255."""
         if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3):

@@ -41,14 +41,17 @@ def labels_to_masks(labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def write_label_image(path: str | os.PathLike, labels: np.ndarray) -> Path:
-    """Write atomically: .tif/.tiff keep uint16/uint32 (zlib-compressed); .png holds up to uint16."""
+    """Write atomically: .tif/.tiff keep uint16/uint32 (zlib-compressed) and may be nD stacks (..., Y, X);
+    .png holds one 2-D plane of up to uint16."""
     path = Path(path)
     labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise LabelImageError(f"labels must be a 2-D integer array, got {labels.dtype} of shape {labels.shape}")
+    suffix = path.suffix.lower()
+    max_ndim = 2 if suffix == ".png" else 6
+    if not 2 <= labels.ndim <= max_ndim or not np.issubdtype(labels.dtype, np.integer):
+        raise LabelImageError(f"labels must be a 2-D{' to 6-D' if max_ndim > 2 else ''} integer array, "
+                              f"got {labels.dtype} of shape {labels.shape}")
     if labels.min() < 0:
         raise LabelImageError("labels must be non-negative")
-    suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         data = labels.astype(np.uint16 if labels.max() <= UINT16_MAX_OBJECTS else np.uint32, copy=False)
         with atomic_write(path) as fh:
@@ -63,8 +66,8 @@ def write_label_image(path: str | os.PathLike, labels: np.ndarray) -> Path:
     return path
 
 
-def read_label_image(path: str | os.PathLike) -> np.ndarray:
-    """A label image as a 2-D integer array."""
+def read_label_image(path: str | os.PathLike, max_ndim: int = 2) -> np.ndarray:
+    """A label image as an integer array of 2 to ``max_ndim`` dimensions (..., Y, X)."""
     path = Path(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
@@ -73,6 +76,6 @@ def read_label_image(path: str | os.PathLike) -> np.ndarray:
             labels = np.asarray(Image.open(path))
     except Exception as exc:
         raise LabelImageError(f"cannot read label image {path}: {exc}") from exc
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise LabelImageError(f"{path} is not a 2-D integer label image (shape {labels.shape}, dtype {labels.dtype})")
+    if not 2 <= labels.ndim <= max_ndim or not np.issubdtype(labels.dtype, np.integer):
+        raise LabelImageError(f"{path} is not a 2-D{'' if max_ndim == 2 else ' to %d-D' % max_ndim} integer label image (shape {labels.shape}, dtype {labels.dtype})")
     return labels

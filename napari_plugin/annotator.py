@@ -1,0 +1,328 @@
+"""Qt-free annotation of an nD image into a labels array: prompts -> preview -> committed label ids.
+
+The widget is a thin layer over :class:`StackAnnotator`. Everything here is in plane pixels: a plane is
+one 2D slice of the stack, addressed by its key (see :mod:`planes`), and prompts are (x, y) pixels of that
+plane. Each (plane, tile) gets its own :class:`AnnotationSession` for the prompts, the multimask preview
+and the mask feedback; committed objects live in the labels array (what napari shows and users edit),
+with an undo history of pixel patches so that hand edits elsewhere survive an undo.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tinysam_annotate.amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from tinysam_annotate.amg.generator import GenerationCancelled
+from tinysam_annotate.errors import PromptError
+from tinysam_annotate.predictor import SamPredictor
+from tinysam_annotate.session import AnnotationSession, Preview, SessionError
+
+from .history import History
+from .planes import PlaneKey, PlaneSource
+from .tiles import Box, TileGrid, filter_areas, paste_merged
+
+GeneratorFactory = Callable[[SamPredictor], Any]
+Progress = Callable[[int, int], None]
+
+DEFAULT_TILE_SIZE = 1024
+TILE_WHEN_LONGER_THAN = 2048  # planes up to this size are embedded whole (downscaled to 1024)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Prompts on one plane: points (x, y, positive) and an optional box (x0, y0, x1, y1), in plane pixels."""
+
+    key: PlaneKey
+    points: tuple[tuple[float, float, bool], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.points) or self.box is not None
+
+    def region(self) -> tuple[float, float, float, float]:
+        """The extent that must fit in one tile: the box, else the positive points (all points if none)."""
+        if self.box is not None:
+            return self.box
+        chosen = [p for p in self.points if p[2]] or list(self.points)
+        xs, ys = [p[0] for p in chosen], [p[1] for p in chosen]
+        return min(xs), min(ys), max(xs), max(ys)
+
+
+@dataclass
+class PlanePreview:
+    """The preview of the current prompts: the session's multimask preview placed at ``tile`` in ``key``."""
+
+    key: PlaneKey
+    tile: Box
+    preview: Preview
+    prompts: Prompts
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The selected candidate, tile-sized (rows, cols)."""
+        return self.preview.mask
+
+
+def everything_factory(mode: str = "hierarchical", pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
+                       points_per_side: int = 32) -> GeneratorFactory:
+    """A factory of everything-mode generators ("hierarchical", TinySAM's, or SAM's "grid") over a predictor."""
+    if mode not in ("hierarchical", "grid"):
+        raise ValueError(f"everything mode must be 'hierarchical' or 'grid', got {mode!r}")
+    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
+    params = dict(points_per_side=points_per_side, points_per_batch=128, pred_iou_thresh=pred_iou_thresh,
+                  stability_score_thresh=stability_score_thresh)
+    return lambda predictor: cls(predictor, **params)
+
+
+hierarchical_everything = everything_factory()
+
+
+@dataclass
+class StackAnnotator:
+    """Annotate every plane of ``source`` into ``labels`` (shape ``source.labels_shape``, ints, edited in place)."""
+
+    predictor: SamPredictor
+    source: PlaneSource
+    labels: np.ndarray | None = None
+    tile_size: int | None = None  # None: tile only planes longer than TILE_WHEN_LONGER_THAN; 0: never
+    tile_overlap: int = 256
+    generator_factory: GeneratorFactory = hierarchical_everything
+    max_sessions: int = 16
+    history: History = field(default_factory=History)
+    object_prompts: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.labels is None:
+            self.labels = np.zeros(self.source.labels_shape, dtype=np.uint32)
+        elif tuple(self.labels.shape) != self.source.labels_shape:
+            raise ValueError(f"labels of shape {self.labels.shape} do not fit the image (need {self.source.labels_shape})")
+        h, w = self.source.plane_shape
+        tile = self.tile_size
+        if tile is None:
+            tile = DEFAULT_TILE_SIZE if max(h, w) > TILE_WHEN_LONGER_THAN else 0
+        self.grid = TileGrid(h, w, tile, min(self.tile_overlap, tile // 2)) if tile and max(h, w) > tile else \
+            TileGrid(h, w, max(h, w, 16), 0)
+        self._sessions: OrderedDict[tuple[PlaneKey, Box], AnnotationSession] = OrderedDict()
+        self.current: PlanePreview | None = None
+
+    # ------------------------------------------------------------------ embeddings
+
+    @property
+    def tiled(self) -> bool:
+        return len(self.grid) > 1
+
+    def tile_image(self, key: PlaneKey, tile: Box) -> np.ndarray:
+        x0, y0, x1, y1 = tile
+        return np.ascontiguousarray(self.source.model_view(key)[y0:y1, x0:x1])
+
+    def tile_for(self, prompts: Prompts) -> Box:
+        return self.grid.tile_for(*prompts.region())
+
+    def needs_embedding(self, key: PlaneKey, tile: Box | None = None) -> bool:
+        """Whether the (plane, tile) has no cached embedding yet (computing it takes the encoder's time)."""
+        tiles = [tile] if tile is not None else self.grid.boxes
+        return any((key, t) not in self._sessions and not self.predictor.is_cached(self.tile_image(key, t)) for t in tiles)
+
+    def session(self, key: PlaneKey, tile: Box) -> AnnotationSession:
+        """The session of one (plane, tile), made the predictor's current image (embedding from the cache)."""
+        key = self.source.check_key(key)
+        found = self._sessions.get((key, tile))
+        if found is None:
+            found = AnnotationSession(self.predictor, self.tile_image(key, tile), image_name=f"plane {key} tile {tile}")
+            self._sessions[(key, tile)] = found
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end((key, tile))
+            self.predictor.set_image(found.image)
+        return found
+
+    def iter_embed(self, key: PlaneKey, should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, int]]:
+        """Compute (or load) the embeddings of every tile of one plane; yields (tiles done, tiles)."""
+        tiles = self.grid.boxes
+        for done, tile in enumerate(tiles):
+            if should_stop is not None and should_stop():
+                return
+            if self.needs_embedding(key, tile):
+                self.predictor.set_image(self.tile_image(key, tile))
+            yield done + 1, len(tiles)
+
+    # ------------------------------------------------------------------ prompts
+
+    def update(self, prompts: Prompts) -> PlanePreview | None:
+        """Predict the preview for the current prompts (None when there are none).
+
+        Adding one point to the previous prompts refines the previous preview (its logits are fed back);
+        any other change replays the prompts from scratch.
+        """
+        if not prompts:
+            self.clear_prompts()
+            return None
+        tile = self.tile_for(prompts)
+        session = self.session(prompts.key, tile)
+        dx, dy = tile[0], tile[1]
+        points = [(x - dx, y - dy, positive) for x, y, positive in prompts.points]
+        previous = self.current.prompts if self.current is not None else None
+        extends = (previous is not None and previous.key == prompts.key and previous.box == prompts.box
+                   and self.current.tile == tile and prompts.points[: len(previous.points)] == previous.points
+                   and len(prompts.points) == len(previous.points) + 1)
+        if not extends:
+            session.clear_prompts()
+            if prompts.box is not None:
+                bx0, by0, bx1, by1 = prompts.box
+                session.set_box(bx0 - dx, by0 - dy, bx1 - dx, by1 - dy)
+            todo = points
+        else:
+            todo = points[-1:]
+        for x, y, positive in todo:
+            session.add_point(x, y, positive)
+        assert session.preview is not None
+        self.current = PlanePreview(prompts.key, tile, session.preview, prompts)
+        return self.current
+
+    def cycle(self) -> PlanePreview:
+        """Show the next multimask candidate."""
+        if self.current is None:
+            raise SessionError("no preview to cycle: add a point or a box first")
+        self.current.preview.selected = (self.current.preview.selected + 1) % len(self.current.preview.scores)
+        return self.current
+
+    def clear_prompts(self) -> None:
+        for session in self._sessions.values():
+            session.clear_prompts()
+        self.current = None
+
+    # ------------------------------------------------------------------ objects
+
+    def _plane(self, key: PlaneKey) -> np.ndarray:
+        return self.labels[key] if key else self.labels
+
+    def next_id(self) -> int:
+        return int(self.labels.max()) + 1 if self.labels.size else 1
+
+    def commit(self) -> int:
+        """Write the preview into the labels of its plane as a new object id (unlabelled pixels only)."""
+        if self.current is None:
+            raise SessionError("nothing to commit: add a point or a box first")
+        current = self.current
+        x0, y0, x1, y1 = current.tile
+        window = self._plane(current.key)[y0:y1, x0:x1]
+        free = current.mask & (window == 0)
+        if not free.any():
+            raise SessionError("the preview adds no unlabelled pixels; add a point or pick another candidate")
+        object_id = self.next_id()
+        with self.history.recording(self.labels) as rec:
+            rec.before(current.key, current.tile)
+            window[free] = object_id
+        self.object_prompts[object_id] = {"plane": list(current.key), **_prompt_record(current.prompts),
+                                          "score": current.preview.score}
+        self.clear_prompts()
+        return object_id
+
+    def add_labels(self, labels: np.ndarray) -> int:
+        """Add the objects of a labels array of the same shape as one undo step (ids shifted past ours).
+
+        Imported objects go to unlabelled pixels only. Returns the number of objects added.
+        """
+        if tuple(labels.shape) != tuple(self.labels.shape):
+            raise SessionError(f"the imported labels have shape {labels.shape}; this image needs {self.labels.shape}")
+        ids = np.unique(labels)
+        ids = ids[ids > 0]
+        if not ids.size:
+            return 0
+        lookup = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+        lookup[ids] = np.arange(self.next_id(), self.next_id() + ids.size)
+        if lookup.max() > np.iinfo(self.labels.dtype).max:
+            raise SessionError(f"{int(lookup.max())} labels do not fit the labels layer's {self.labels.dtype}")
+        with self.history.recording(self.labels) as rec:
+            for key in self.source.plane_keys():
+                rec.before(key, None)
+                plane, incoming = self._plane(key), (labels[key] if key else labels)
+                free = (incoming > 0) & (plane == 0)
+                plane[free] = lookup[incoming[free]]
+        return int(ids.size)
+
+    def undo(self) -> None:
+        self.history.undo(self.labels)
+
+    def redo(self) -> None:
+        self.history.redo(self.labels)
+
+    # ------------------------------------------------------------------ everything
+
+    def segment_everything(self, keys: Sequence[PlaneKey], min_area: int = 0, max_area: int | None = None,
+                           progress: Progress | None = None,
+                           should_stop: Callable[[], bool] | None = None) -> dict[PlaneKey, list[int]]:
+        """Everything mode on each plane; see :meth:`iter_everything`. Returns the object ids per plane."""
+        found: dict[PlaneKey, list[int]] = {}
+        for done, total in self.iter_everything(keys, min_area, max_area, should_stop, found):
+            if progress is not None:
+                progress(done, total)
+        return found
+
+    def iter_everything(self, keys: Sequence[PlaneKey], min_area: int = 0, max_area: int | None = None,
+                        should_stop: Callable[[], bool] | None = None,
+                        found: dict[PlaneKey, list[int]] | None = None) -> Iterator[tuple[int, int]]:
+        """Everything mode on each plane, per tile with objects merged across tile borders; one undo step.
+
+        Yields (tiles done, tiles in all) after every tile. Objects only go to unlabelled pixels; objects
+        outside [min_area, max_area] pixels are dropped. should_stop() cancels between and inside tiles;
+        the planes finished so far stay (still one undo step). ``found`` collects the ids per plane.
+        """
+        keys = [self.source.check_key(k) for k in keys]
+        tiles = self.grid.boxes
+        total, done = len(keys) * len(tiles), 0
+        found = found if found is not None else {}
+        stopped = should_stop or (lambda: False)
+        with self.history.recording(self.labels) as rec:
+            for key in keys:
+                if stopped():
+                    return
+                rec.before(key, None)
+                plane = self._plane(key)
+                next_id, ids = self.next_id(), []
+                for tile in tiles:
+                    session = self.session(key, tile)
+                    generator = self.generator_factory(self.predictor)
+                    try:
+                        records = generator.generate(session.image, should_stop=should_stop)
+                    except GenerationCancelled:
+                        return
+                    masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]
+                    written, next_id = paste_merged(plane, tile, masks, next_id)
+                    ids.extend(written)
+                    done += 1
+                    yield done, total
+                found[key] = filter_areas(plane, ids, min_area, max_area)
+                for object_id in found[key]:
+                    self.object_prompts.setdefault(object_id, {"plane": list(key), "mode": "everything"})
+
+    def all_planes(self) -> list[PlaneKey]:
+        return self.source.plane_keys()
+
+
+def _prompt_record(prompts: Prompts) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if prompts.points:
+        out["points"] = [[float(x), float(y)] for x, y, _ in prompts.points]
+        out["point_labels"] = [int(p) for _, _, p in prompts.points]
+    if prompts.box is not None:
+        out["box"] = [float(v) for v in prompts.box]
+    return out
+
+
+def points_in_plane(points: Iterable[Sequence[float]], positive: Iterable[bool], plane_ndim: int) -> dict[PlaneKey, list[tuple[float, float, bool]]]:
+    """Group image-data coordinates (..., row, col) by plane key -> [(x, y, positive)] (row/col flipped here only)."""
+    grouped: dict[PlaneKey, list[tuple[float, float, bool]]] = {}
+    for coords, pos in zip(points, positive):
+        coords = list(coords)
+        key = tuple(int(round(c)) for c in coords[:plane_ndim])
+        grouped.setdefault(key, []).append((float(coords[-1]), float(coords[-2]), bool(pos)))
+    return grouped
+
+
+__all__ = ["StackAnnotator", "Prompts", "PlanePreview", "PromptError", "points_in_plane"]

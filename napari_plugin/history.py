@@ -1,0 +1,103 @@
+"""Undo/redo for edits of a labels array, stored as the before/after pixels of the changed boxes only."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from tinysam_annotate.session import SessionError
+
+PlaneKey = tuple[int, ...]
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), exclusive ends
+
+
+@dataclass
+class Patch:
+    """The pixels of ``box`` in one plane before and after an edit."""
+
+    key: PlaneKey
+    box: Box
+    before: np.ndarray
+    after: np.ndarray
+
+    def apply(self, labels: np.ndarray, which: str) -> None:
+        x0, y0, x1, y1 = self.box
+        plane = labels[self.key] if self.key else labels
+        plane[y0:y1, x0:x1] = self.before if which == "before" else self.after
+
+
+class Recording:
+    """Collects the regions an edit may touch (call :meth:`before` first), then the patches that changed."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+        self._snapshots: list[tuple[PlaneKey, Box, np.ndarray]] = []
+
+    def before(self, key: PlaneKey, box: Box | None) -> None:
+        plane = self.labels[key] if key else self.labels
+        if box is None:
+            box = (0, 0, plane.shape[1], plane.shape[0])
+        x0, y0, x1, y1 = box
+        self._snapshots.append((key, box, plane[y0:y1, x0:x1].copy()))
+
+    def patches(self) -> list[Patch]:
+        out = []
+        for key, (x0, y0, _, _), old in self._snapshots:
+            plane = self.labels[key] if key else self.labels
+            new = plane[y0 : y0 + old.shape[0], x0 : x0 + old.shape[1]]
+            changed = old != new
+            if not changed.any():
+                continue
+            rows, cols = np.nonzero(changed.any(axis=1))[0], np.nonzero(changed.any(axis=0))[0]
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            out.append(Patch(key, (x0 + c0, y0 + r0, x0 + c1, y0 + r1), old[r0:r1, c0:c1].copy(), new[r0:r1, c0:c1].copy()))
+        return out
+
+
+@dataclass
+class History:
+    """Undo and redo stacks of edits; each edit is a list of patches (possibly over several planes)."""
+
+    limit: int = 100
+    undo_stack: list[list[Patch]] = field(default_factory=list)
+    redo_stack: list[list[Patch]] = field(default_factory=list)
+
+    @contextmanager
+    def recording(self, labels: np.ndarray) -> Iterator[Recording]:
+        """Record one edit; it becomes one undo step even when the body is interrupted (cancelled work stays)."""
+        rec = Recording(labels)
+        try:
+            yield rec
+        finally:
+            patches = rec.patches()
+            if patches:
+                self.undo_stack.append(patches)
+                del self.undo_stack[: -self.limit]
+                self.redo_stack.clear()
+
+    def can_undo(self) -> bool:
+        return bool(self.undo_stack)
+
+    def can_redo(self) -> bool:
+        return bool(self.redo_stack)
+
+    def undo(self, labels: np.ndarray) -> list[Patch]:
+        if not self.undo_stack:
+            raise SessionError("nothing to undo")
+        step = self.undo_stack.pop()
+        for patch in reversed(step):
+            patch.apply(labels, "before")
+        self.redo_stack.append(step)
+        return step
+
+    def redo(self, labels: np.ndarray) -> list[Patch]:
+        if not self.redo_stack:
+            raise SessionError("nothing to redo")
+        step = self.redo_stack.pop()
+        for patch in step:
+            patch.apply(labels, "after")
+        self.undo_stack.append(step)
+        return step

@@ -1,0 +1,93 @@
+"""nD labels arrays <-> COCO (one COCO image per plane) through the library's shared COCO exporter.
+
+Each COCO image of a stack carries ``plane``: the plane's key (indexes of the leading axes), and its
+file_name is ``name`` for a 2D image or ``name[z,...]`` for a plane. Annotations keep the label id in
+``attributes.object_id`` so that a round trip gives back the same labels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from tinysam_annotate.io.coco import CocoFormatError, ObjectRecord, build_coco, objects_of_image, read_coco, write_coco
+
+PlaneKey = tuple[int, ...]
+
+
+def plane_objects(plane: np.ndarray, prompts: Mapping[int, dict[str, Any]] | None = None) -> list[ObjectRecord]:
+    """One record per label id of a 2D plane (each mask built inside the object's bounding box only)."""
+    records = []
+    if not plane.any():
+        return records
+    for object_id, where in enumerate(ndimage.find_objects(plane.astype(np.int64, copy=False)), start=1):
+        if where is None:
+            continue
+        mask = np.zeros(plane.shape, dtype=bool)
+        mask[where] = plane[where] == object_id
+        info = dict((prompts or {}).get(object_id, {}))
+        score = info.pop("score", None)
+        info.pop("plane", None)
+        records.append(ObjectRecord(mask, 1, score, {"object_id": object_id, "prompts": info}))
+    return records
+
+
+def labels_to_coco(labels: np.ndarray, name: str, prompts: Mapping[int, dict[str, Any]] | None = None,
+                   category: str = "object", use_polygons: bool = False) -> dict[str, Any]:
+    """A COCO dict with one image per plane of ``labels`` (..., H, W)."""
+    if labels.ndim < 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array of 2 or more dimensions, got {labels.dtype} {labels.shape}")
+    h, w = labels.shape[-2:]
+    keys = [tuple(int(i) for i in k) for k in np.ndindex(*labels.shape[:-2])] if labels.ndim > 2 else [()]
+    images, objects = [], []
+    for key in keys:
+        file_name = name if not key else f"{name}[{','.join(map(str, key))}]"
+        images.append({"file_name": file_name, "height": int(h), "width": int(w), "plane": list(key)})
+        objects.append(plane_objects(np.asarray(labels[key]) if key else np.asarray(labels), prompts))
+    return build_coco(images, objects, [{"id": 1, "name": category}], use_polygons=use_polygons)
+
+
+def export_coco(path: str | os.PathLike, labels: np.ndarray, name: str,
+                prompts: Mapping[int, dict[str, Any]] | None = None, category: str = "object") -> Path:
+    """Write ``labels`` as a validated COCO file, atomically."""
+    return write_coco(path, labels_to_coco(labels, name, prompts, category))
+
+
+def coco_to_labels(coco: dict[str, Any]) -> np.ndarray:
+    """The labels array a COCO file describes: (planes..., H, W) from the images' ``plane`` keys.
+
+    Files written by other tools (no ``plane``) with several images become a stack along a first axis.
+    Label ids come from ``attributes.object_id`` when present and unique, else 1, 2, ... in file order.
+    """
+    images = coco["images"]
+    if not images:
+        raise CocoFormatError("the COCO file holds no images")
+    sizes = {(img["height"], img["width"]) for img in images}
+    if len(sizes) != 1:
+        raise CocoFormatError(f"the images have different sizes {sorted(sizes)}; open them one by one")
+    h, w = sizes.pop()
+    keys = [tuple(img.get("plane", ())) for img in images]
+    if len(set(keys)) != len(keys) or any(len(k) != len(keys[0]) for k in keys):
+        keys = [(i,) for i in range(len(images))] if len(images) > 1 else [()]
+    leading = tuple(int(max(k[d] for k in keys)) + 1 for d in range(len(keys[0])))
+    records = [(key, objects_of_image(coco, img["id"])) for key, img in zip(keys, images)]
+    count = sum(len(r) for _, r in records)
+    wanted = [r.attributes.get("object_id") for _, rs in records for r in rs]
+    use_ids = all(isinstance(i, int) and i > 0 for i in wanted) and len(set(wanted)) == len(wanted)
+    top = max(wanted) if use_ids and wanted else count
+    labels = np.zeros(leading + (h, w), dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+    next_id = 1
+    for key, objs in records:
+        plane = labels[key] if key else labels
+        for record in objs:
+            plane[record.mask] = record.attributes["object_id"] if use_ids else next_id
+            next_id += 1
+    return labels
+
+
+def import_coco(path: str | os.PathLike) -> np.ndarray:
+    return coco_to_labels(read_coco(path))

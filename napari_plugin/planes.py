@@ -1,0 +1,109 @@
+"""The 2D planes of an nD napari image layer, and the RGB view of each that the model sees.
+
+A layer's data is (..., Y, X), (..., Y, X, 3|4) for RGB layers, or carries a channel axis anywhere
+before Y. A plane is addressed by its *key*: the indexes of the leading (non-spatial, non-channel)
+axes, () for a 2D image. Labels for the layer have the data's shape without the channel / RGB axes.
+Intensities are normalised per plane for the model only; the layer data is never modified.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from tinysam_annotate.io.image import ChannelError, plane_to_rgb
+
+PlaneKey = tuple[int, ...]
+
+
+@dataclass
+class PlaneSource:
+    """Planes of ``data`` (numpy, dask or zarr array) for the model.
+
+    rgb: the last axis holds RGB(A) colours (napari's ``layer.rgb``). channel_axis: an axis of ``data``
+    holding channels (not with rgb); channels: which of them make the model's R, G, B (None: the
+    natural view of 1-3 channels).
+    """
+
+    data: object
+    rgb: bool = False
+    channel_axis: int | None = None
+    channels: Sequence[int] | int | None = None
+    cache_planes: int = 4
+
+    def __post_init__(self) -> None:
+        ndim = len(self.data.shape)
+        if self.rgb and self.channel_axis is not None:
+            raise ChannelError("an RGB layer has no separate channel axis")
+        if self.channel_axis is not None:
+            if self.channel_axis < 0:
+                self.channel_axis += ndim
+            if not 0 <= self.channel_axis < ndim - 2:
+                raise ChannelError(f"channel axis {self.channel_axis} must be one of the leading axes 0..{ndim - 3} "
+                                   f"of the {ndim}D data (the last two are Y, X)")
+        min_ndim = 3 if self.rgb else 2
+        if ndim < min_ndim:
+            raise ChannelError(f"need at least a 2D image, got data of shape {self.data.shape}")
+        self._planes: OrderedDict[PlaneKey, np.ndarray] = OrderedDict()
+
+    @property
+    def labels_shape(self) -> tuple[int, ...]:
+        """Shape of the labels for this layer: the data's shape without the channel / RGB axes."""
+        shape = list(self.data.shape[:-1] if self.rgb else self.data.shape)
+        if self.channel_axis is not None:
+            del shape[self.channel_axis]
+        return tuple(shape)
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(H, W) of every plane."""
+        return tuple(self.labels_shape[-2:])  # type: ignore[return-value]
+
+    def plane_keys(self) -> list[PlaneKey]:
+        """Every plane's key, in C order (all slices of a stack, all times of a series)."""
+        leading = self.labels_shape[:-2]
+        return [tuple(int(i) for i in idx) for idx in np.ndindex(*leading)] if leading else [()]
+
+    def check_key(self, key: PlaneKey) -> PlaneKey:
+        leading = self.labels_shape[:-2]
+        key = tuple(int(k) for k in key)
+        if len(key) != len(leading) or any(not 0 <= k < n for k, n in zip(key, leading)):
+            raise IndexError(f"plane {key} is outside the stack of shape {leading}")
+        return key
+
+    def raw_plane(self, key: PlaneKey) -> np.ndarray:
+        """H x W x K numbers of one plane (K channels, 1 for grey)."""
+        key = self.check_key(key)
+        if self.channel_axis is None:
+            plane = np.asarray(self.data[key])
+            return plane if self.rgb else plane[..., None]
+        index: list[object] = list(key)
+        index.insert(self.channel_axis, slice(None))
+        plane = np.asarray(self.data[tuple(index)])  # K x H x W
+        return np.moveaxis(plane, 0, -1)
+
+    def model_view(self, key: PlaneKey) -> np.ndarray:
+        """H x W x 3 uint8 RGB view of one plane (a few recent planes are kept)."""
+        key = self.check_key(key)
+        if key in self._planes:
+            self._planes.move_to_end(key)
+            return self._planes[key]
+        view = plane_to_rgb(self.raw_plane(key), self.channels, interleaved_rgb=self.rgb)
+        self._planes[key] = view
+        while len(self._planes) > self.cache_planes:
+            self._planes.popitem(last=False)
+        return view
+
+
+def parse_channels(text: str) -> list[int] | None:
+    """'' -> None (natural view); '1' -> [1]; '0, 2' -> [0, 2]."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError as exc:
+        raise ChannelError(f"channels must be comma-separated indexes like '0' or '0, 2', got {text!r}") from exc

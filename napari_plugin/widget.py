@@ -1,0 +1,464 @@
+"""The dock widget: napari layers and buttons wired to a :class:`StackAnnotator` (no model logic here).
+
+Layers made for an image layer ``NAME``: ``NAME labels`` (committed objects), ``NAME preview`` (the live
+mask), ``NAME points`` (clicks; green positive, red negative, ``t`` switches) and ``NAME box`` (rectangles).
+Keys: ``c`` commit, ``x`` clear prompts, ``u`` undo, ``y`` redo, ``m`` next candidate, ``t`` toggle
+negative. Slow work (model loading, embeddings, everything mode) runs in napari thread workers with
+progress and a Cancel button; errors become napari notifications.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import napari
+import numpy as np
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
+                              PushButton, SpinBox)
+from napari.layers import Image, Labels, Points, Shapes
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error
+
+from tinysam_annotate.errors import TinySamAnnotateError
+from tinysam_annotate.predictor import SamPredictor
+from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS
+from tinysam_annotate.session import SessionError
+
+from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
+from .labels_io import export_coco, import_coco
+from .planes import PlaneSource, parse_channels
+
+POSITIVE_COLOUR, NEGATIVE_COLOUR = "lime", "red"
+
+
+class TinySamWidget(Container):
+    """TinySAM annotator dock widget; ``predictor`` skips model loading (tests pass a tiny model)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, predictor: SamPredictor | None = None) -> None:
+        super().__init__(labels=True)
+        self.viewer = viewer
+        self.predictor = predictor
+        self.annotator: StackAnnotator | None = None
+        self.image_layer: Image | None = None
+        self.labels_layer: Labels | None = None
+        self.preview_layer: Labels | None = None
+        self.points_layer: Points | None = None
+        self.box_layer: Shapes | None = None
+        self.worker: Any = None
+        self._cancel = threading.Event()
+        self._shown: PlanePreview | None = None
+        self._pending_prompts = False
+        self._build()
+        viewer.layers.events.inserted.connect(self._refresh_images)
+        viewer.layers.events.removed.connect(self._refresh_images)
+        viewer.dims.events.current_step.connect(self._on_slice)
+        for key, action in {"c": self.commit, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
+                            "m": self.cycle, "t": self.toggle_negative}.items():
+            viewer.bind_key(key, _quiet(action), overwrite=True)
+
+    # ------------------------------------------------------------------ layout
+
+    def _build(self) -> None:
+        names = list(MODEL_SPECS)
+        self.model = ComboBox(label="model", choices=names, value=DEFAULT_MODEL if DEFAULT_MODEL in names else names[0])
+        self.backend = ComboBox(label="backend", choices=["onnx", "torch"], value="onnx")
+        self.precision = ComboBox(label="precision", choices=["int8", "fp32", "fp16"], value="int8")
+        self.load_button = PushButton(text="Load model")
+        self.image = ComboBox(label="image", choices=self._image_names)
+        self.channel_axis = SpinBox(label="channel axis", min=-1, max=5, value=-1, tooltip="-1: no channel axis")
+        self.channels = LineEdit(label="channels", value="", tooltip="e.g. 0, or 0,1 for red/green; empty: natural view")
+        self.tile_size = SpinBox(label="tile", min=0, max=8192, step=256, value=0,
+                                 tooltip="tile size in pixels for large images; 0: automatic (tiles past 2048 px)")
+        self.start_button = PushButton(text="Start annotating")
+        self.negative = CheckBox(text="negative clicks [t]", value=False)
+        self.commit_button = PushButton(text="Commit [c]")
+        self.cycle_button = PushButton(text="Next mask [m]")
+        self.clear_button = PushButton(text="Clear [x]")
+        self.undo_button = PushButton(text="Undo [u]")
+        self.redo_button = PushButton(text="Redo [y]")
+        self.mode = ComboBox(label="mode", choices=["hierarchical", "grid"], value="hierarchical")
+        # The app's defaults: tinysam-synth predicts IoUs below SAM's 0.88 / 0.95 thresholds.
+        self.pred_iou = FloatSpinBox(label="min IoU", min=0.0, max=1.0, step=0.05, value=0.7, tooltip="predicted IoU")
+        self.stability = FloatSpinBox(label="min stability", min=0.0, max=1.0, step=0.05, value=0.9)
+        self.min_area = SpinBox(label="min area", min=0, max=10**9, value=0, tooltip="pixels")
+        self.max_area = SpinBox(label="max area", min=0, max=10**9, value=0, tooltip="pixels; 0: no limit")
+        self.everything_button = PushButton(text="Everything: this slice")
+        self.stack_button = PushButton(text="all slices")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.path = FileEdit(label="file", mode="w", filter="*.json *.tif *.tiff")
+        self.export_coco_button = PushButton(text="Export COCO")
+        self.export_tiff_button = PushButton(text="Export TIFF")
+        self.import_button = PushButton(text="Import")
+        self.status = Label(value="Load a model, pick an image layer, then Start annotating.")
+
+        def row(*widgets: Any, labels: bool = False) -> Container:
+            return Container(widgets=list(widgets), layout="horizontal", labels=labels)
+
+        self.extend([
+            self.model, self.backend, self.precision, self.load_button,
+            self.image, row(self.channel_axis, self.channels, labels=True), self.tile_size, self.start_button,
+            self.negative, row(self.commit_button, self.cycle_button, self.clear_button),
+            row(self.undo_button, self.redo_button),
+            self.mode, row(self.pred_iou, self.stability, labels=True), row(self.min_area, self.max_area, labels=True),
+            row(self.everything_button, self.stack_button, self.cancel_button), self.progress,
+            self.path, row(self.export_coco_button, self.export_tiff_button, self.import_button), self.status,
+        ])
+        self.max_width = 460  # leave the canvas most of the window
+        self.status.native.setWordWrap(True)
+        self.load_button.changed.connect(lambda: self.load_model())
+        self.start_button.changed.connect(self.start)
+        self.negative.changed.connect(self._apply_point_mode)
+        self.commit_button.changed.connect(_quiet(self.commit))
+        self.cycle_button.changed.connect(_quiet(self.cycle))
+        self.clear_button.changed.connect(_quiet(self.clear_prompts))
+        self.undo_button.changed.connect(_quiet(self.undo))
+        self.redo_button.changed.connect(_quiet(self.redo))
+        self.everything_button.changed.connect(lambda: self.segment_everything(all_slices=False))
+        self.stack_button.changed.connect(lambda: self.segment_everything(all_slices=True))
+        self.cancel_button.changed.connect(self.cancel)
+        self.export_coco_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "coco")))
+        self.export_tiff_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "tiff")))
+        self.import_button.changed.connect(_quiet(lambda: self.import_file(Path(self.path.value))))
+
+    def _image_names(self, _widget: Any = None) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_images(self, _event: Any = None) -> None:
+        try:
+            self.image.reset_choices()
+        except RuntimeError:  # the dock widget is already gone (viewer closing)
+            pass
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
+
+    # ------------------------------------------------------------------ model and image
+
+    def load_model(self, then: Callable[[], None] | None = None) -> Any:
+        """Load the chosen model in a worker; the provider in use is shown when it is ready."""
+        from tinysam_annotate.loading import load_model
+
+        name, backend, precision = self.model.value, self.backend.value, self.precision.value
+
+        def work() -> SamPredictor:
+            return SamPredictor(load_model(name, backend=backend, precision=precision))
+
+        def ready(predictor: SamPredictor) -> None:
+            self._model_ready(predictor)
+            if then is not None:
+                then()
+
+        return self._run(thread_worker(work)(), f"Loading {name} ({backend}, {precision})...", ready)
+
+    def _model_ready(self, predictor: SamPredictor) -> None:
+        self.predictor = predictor
+        if self.annotator is not None:
+            self.annotator.predictor = predictor
+            self.annotator.clear_prompts()
+        self._say(f"Model ready on {predictor.backend.device_description}.")
+
+    def start(self) -> None:
+        """Make the annotation layers for the chosen image layer and embed the current slice."""
+        if self.predictor is None and self.image.value:
+            self.load_model(then=self.start)  # the chosen (default: shipped) model, then start
+            return
+        try:
+            if not self.image.value:
+                raise SessionError("add an image layer first")
+            layer = self.viewer.layers[self.image.value]
+            axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
+            source = PlaneSource(layer.data, rgb=bool(layer.rgb), channel_axis=axis, channels=parse_channels(self.channels.value))
+            self._make_layers(layer, source)
+            self.annotator = StackAnnotator(self.predictor, source, labels=self.labels_layer.data,
+                                            tile_size=int(self.tile_size.value) or None)
+        except (TinySamAnnotateError, ValueError, KeyError) as exc:
+            show_error(str(exc))
+            return
+        tiles = len(self.annotator.grid)
+        self._say(f"Annotating {layer.name}: {len(source.plane_keys())} plane(s), {tiles} tile(s) each.")
+        self.embed(self.current_key())
+
+    def _spatial(self, values: Any, source: PlaneSource) -> tuple[float, ...]:
+        values = list(values)
+        if source.channel_axis is not None:
+            del values[source.channel_axis]
+        return tuple(values)
+
+    def _make_layers(self, image: Image, source: PlaneSource) -> None:
+        for layer in (self.labels_layer, self.preview_layer, self.points_layer, self.box_layer):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        ndim = len(source.labels_shape)
+        place = {"scale": self._spatial(image.scale, source)[-ndim:], "translate": self._spatial(image.translate, source)[-ndim:]}
+        self.image_layer = image
+        self.labels_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint32), name=f"{image.name} labels", **place)
+        self.preview_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint8), name=f"{image.name} preview",
+                                                    opacity=0.6, **place)
+        self.box_layer = self.viewer.add_shapes(ndim=ndim, name=f"{image.name} box", shape_type="rectangle",
+                                                edge_color="yellow", face_color="transparent", edge_width=2, **place)
+        self.points_layer = self.viewer.add_points(ndim=ndim, name=f"{image.name} points", features={"positive": np.zeros(0, bool)},
+                                                   feature_defaults={"positive": True}, face_color=POSITIVE_COLOUR,
+                                                   size=max(4, min(source.plane_shape) // 60), **place)
+        self.points_layer.mode = "add"
+        self.points_layer.events.data.connect(self._on_prompts)
+        self.box_layer.events.data.connect(self._on_prompts)
+        self.points_layer.bind_key("t", lambda _layer: self.toggle_negative(), overwrite=True)
+        self._apply_point_mode()
+
+    def current_key(self) -> tuple[int, ...]:
+        """The plane the viewer shows (for a stack: the current slice of the labels layer)."""
+        if self.labels_layer is None or self.labels_layer.ndim <= 2:
+            return ()
+        position = self.labels_layer.world_to_data(self.viewer.dims.point[-self.labels_layer.ndim:])
+        shape = self.labels_layer.data.shape
+        return tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(position[:-2], shape[:-2]))
+
+    def _on_slice(self, _event: Any = None) -> None:
+        """Embed a newly shown slice in the background so that the first click on it is instant."""
+        if self.annotator is None or self.busy or self.annotator.tiled or self.labels_layer not in self.viewer.layers:
+            return  # (layers leave the viewer first when it closes)
+        key = self.current_key()
+        if self.annotator.needs_embedding(key):
+            self.embed(key)
+
+    # ------------------------------------------------------------------ prompts
+
+    def toggle_negative(self) -> None:
+        self.negative.value = not self.negative.value
+
+    def _apply_point_mode(self, _value: Any = None) -> None:
+        if self.points_layer is not None:
+            self.points_layer.feature_defaults = {"positive": not self.negative.value}
+            self.points_layer.current_face_color = NEGATIVE_COLOUR if self.negative.value else POSITIVE_COLOUR
+
+    def _layer_to_labels(self, layer: Any, coords: np.ndarray) -> np.ndarray:
+        """Data coordinates of a prompt layer -> data coordinates of the labels (honours scale/translate)."""
+        return np.array([self.labels_layer.world_to_data(layer.data_to_world(c)) for c in coords]).reshape(len(coords), self.labels_layer.ndim)
+
+    def current_prompts(self) -> Prompts | None:
+        """The prompts on the plane of the newest prompt (points and the newest box there)."""
+        if self.annotator is None or self.points_layer is None:
+            return None
+        plane_ndim = self.labels_layer.ndim - 2
+        points = self._layer_to_labels(self.points_layer, self.points_layer.data)
+        positive = self.points_layer.features["positive"].to_numpy(dtype=bool) if len(points) else []
+        grouped = points_in_plane(points, positive, plane_ndim)
+        boxes = [self._layer_to_labels(self.box_layer, np.asarray(s)) for s in self.box_layer.data]
+        key = None
+        if len(points):
+            key = tuple(int(round(c)) for c in points[-1][:plane_ndim])
+        elif boxes:
+            key = tuple(int(round(c)) for c in boxes[-1][0][:plane_ndim])
+        if key is None:
+            return None
+        box = None
+        for corners in reversed(boxes):
+            if tuple(int(round(c)) for c in corners[0][:plane_ndim]) == key:
+                (y0, x0), (y1, x1) = corners[:, -2:].min(axis=0), corners[:, -2:].max(axis=0)
+                box = (float(x0), float(y0), float(x1), float(y1))
+                break
+        return Prompts(key, tuple(grouped.get(key, [])), box)
+
+    def _on_prompts(self, event: Any = None) -> None:
+        if getattr(event, "action", None) in ("adding", "removing", "changing"):
+            return  # napari announces an edit before making it; act once it is done
+        if self.annotator is None:
+            return
+        if self.busy:  # applied when the running task (usually this slice's embedding) ends
+            self._pending_prompts = True
+            self._say("Working... your prompt is applied when the current task ends.")
+            return
+        try:
+            prompts = self.current_prompts()
+            if prompts is None:
+                self._show(None)
+                self.annotator.clear_prompts()
+                return
+            self.annotator.source.check_key(prompts.key)
+            tile = self.annotator.tile_for(prompts)
+            if self.annotator.needs_embedding(prompts.key, tile):
+                self.embed(prompts.key, then=self._on_prompts)
+                return
+            self._show(self.annotator.update(prompts))
+        except (TinySamAnnotateError, IndexError) as exc:
+            show_error(str(exc))
+
+    def _show(self, preview: PlanePreview | None) -> None:
+        """Draw the preview mask into its plane of the preview layer (clearing the previous one)."""
+        data = self.preview_layer.data
+        if self._shown is not None:
+            x0, y0, x1, y1 = self._shown.tile
+            (data[self._shown.key] if self._shown.key else data)[y0:y1, x0:x1] = 0
+        if preview is not None:
+            x0, y0, x1, y1 = preview.tile
+            (data[preview.key] if preview.key else data)[y0:y1, x0:x1] = preview.mask
+            self._say(f"Candidate {preview.preview.selected + 1}/3, predicted IoU {preview.preview.score:.2f}, "
+                      f"encoder {self.predictor.last_encode_seconds * 1000:.0f} ms (cache {'hit' if self.predictor.last_cache_hit else 'miss'}).")
+        self._shown = preview
+        self.preview_layer.refresh()
+
+    # ------------------------------------------------------------------ actions
+
+    def _require(self) -> StackAnnotator:
+        if self.annotator is None:
+            raise SessionError("press Start annotating first")
+        if self.busy:
+            raise SessionError("busy: wait for the running task or press Cancel")
+        return self.annotator
+
+    def commit(self) -> int:
+        object_id = self._require().commit()
+        self._clear_prompt_layers()
+        self.labels_layer.refresh()
+        self._say(f"Committed object {object_id}.")
+        return object_id
+
+    def cycle(self) -> None:
+        self._show(self._require().cycle())
+
+    def clear_prompts(self) -> None:
+        self._require().clear_prompts()
+        self._clear_prompt_layers()
+
+    def _clear_prompt_layers(self) -> None:
+        with self.points_layer.events.data.blocker(), self.box_layer.events.data.blocker():
+            self.points_layer.data = np.zeros((0, self.points_layer.ndim))
+            self.box_layer.data = []
+        self._show(None)
+
+    def undo(self) -> None:
+        self._require().undo()
+        self.labels_layer.refresh()
+
+    def redo(self) -> None:
+        self._require().redo()
+        self.labels_layer.refresh()
+
+    # ------------------------------------------------------------------ long work
+
+    @property
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def _run(self, worker: Any, message: str, on_done: Callable[[Any], None] | None = None) -> Any:
+        """Start a worker: progress from its (done, total) yields, errors as notifications, Cancel enabled."""
+        self._cancel.clear()
+        self.worker = worker
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self._say(message)
+
+        def progress(value: Any) -> None:
+            if isinstance(value, tuple) and len(value) == 2:
+                self.progress.max = max(1, value[1])
+                self.progress.value = value[0]
+
+        def finished() -> None:
+            if self.worker is worker:
+                self.worker = None
+            self.cancel_button.enabled = False
+            if self.labels_layer is not None:
+                self.labels_layer.refresh()
+
+        def returned(result: Any) -> None:
+            finished()  # before on_done, which may start the next step
+            if on_done is not None:
+                on_done(result)
+            if self._pending_prompts and not self.busy:
+                self._pending_prompts = False
+                self._on_prompts()
+
+        def errored(exc: BaseException) -> None:
+            show_error(f"{type(exc).__name__}: {exc}")
+            self._say(f"Failed: {exc}")
+
+        if hasattr(worker, "yielded"):
+            worker.yielded.connect(progress)
+        worker.errored.connect(errored)
+        worker.finished.connect(finished)
+        worker.returned.connect(returned)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._say("Cancelling...")
+
+    def embed(self, key: tuple[int, ...], then: Callable[[], None] | None = None) -> Any:
+        """Compute the embeddings of one plane in a worker (cached: revisiting a plane is instant)."""
+        annotator = self._require()
+
+        def work():
+            yield from annotator.iter_embed(key, should_stop=self._cancel.is_set)
+
+        def done(_result: Any = None) -> None:
+            self._say(f"Plane {key or ''} ready: click to add points, draw a box, press c to commit.")
+            if then is not None and not self._cancel.is_set():
+                then()
+
+        return self._run(thread_worker(work)(), f"Computing the embedding of plane {key or ''}...", done)
+
+    def segment_everything(self, all_slices: bool = False) -> Any:
+        """Everything mode into the labels layer (this slice or every slice), with area filters; cancellable."""
+        try:
+            annotator = self._require()
+        except SessionError as exc:
+            show_error(str(exc))
+            return None
+        keys = annotator.all_planes() if all_slices else [self.current_key()]
+        annotator.generator_factory = everything_factory(self.mode.value, float(self.pred_iou.value),
+                                                         float(self.stability.value))
+        min_area, max_area = int(self.min_area.value), int(self.max_area.value) or None
+
+        def work():
+            found: dict = {}
+            yield from annotator.iter_everything(keys, min_area, max_area, self._cancel.is_set, found)
+            return found
+
+        def done(found: dict) -> None:
+            count = sum(len(v) for v in found.values())
+            self._say(f"Everything mode: {count} objects on {len(found)} plane(s)"
+                      + (" (cancelled)" if self._cancel.is_set() else "") + ".")
+
+        return self._run(thread_worker(work)(), f"Segmenting everything on {len(keys)} plane(s)...", done)
+
+    # ------------------------------------------------------------------ files
+
+    def export(self, path: Path, kind: str) -> Path:
+        annotator = self._require()
+        if kind == "coco":
+            out = export_coco(path, annotator.labels, self.image_layer.name, annotator.object_prompts)
+        else:
+            from tinysam_annotate.io.labels import write_label_image
+
+            out = write_label_image(path, annotator.labels)
+        self._say(f"Wrote {out}.")
+        return out
+
+    def import_file(self, path: Path) -> None:
+        """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""
+        annotator = self._require()
+        if path.suffix.lower() == ".json":
+            labels = import_coco(path)
+        else:
+            from tinysam_annotate.io.labels import read_label_image
+
+            labels = read_label_image(path, max_ndim=annotator.labels.ndim)
+        count = annotator.add_labels(labels)
+        self.labels_layer.refresh()
+        self._say(f"Imported {count} objects from {path.name}.")
+
+
+def _quiet(action: Callable[[], Any]) -> Callable[..., None]:
+    """A key or button handler: user errors become notifications instead of tracebacks."""
+
+    def handler(*_args: Any) -> None:
+        try:
+            action()
+        except (TinySamAnnotateError, ValueError, OSError) as exc:
+            show_error(str(exc))
+
+    return handler

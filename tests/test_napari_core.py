@@ -1,0 +1,254 @@
+"""The napari plugin's Qt-free core: tiles, labels history, the stack annotator, COCO/labels round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinysam_annotate.amg import SamAutomaticMaskGenerator
+from tinysam_annotate.errors import ChannelError, PromptError
+from tinysam_annotate.predictor import SamPredictor
+from tinysam_annotate.session import SessionError
+from tinysam_napari.annotator import Prompts, StackAnnotator, points_in_plane
+from tinysam_napari.history import History
+from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
+from tinysam_napari.planes import PlaneSource, parse_channels
+from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
+
+
+@pytest.fixture
+def predictor(tiny_backend):
+    return SamPredictor(tiny_backend)
+
+
+def blob_stack(rng, planes=3, h=120, w=160):
+    stack = (rng.random((planes, h, w)) * 4000).astype(np.uint16)
+    stack[:, 30:70, 40:90] += 20000
+    return stack
+
+
+class OracleGenerator:
+    """Everything mode that returns the connected bright regions of the tile: tests the tiling, not the model."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def generate(self, image, should_stop=None, progress=None):
+        from skimage.measure import label
+
+        regions = label(image[..., 0] > 128)
+        return [{"segmentation": regions == i, "predicted_iou": 1.0} for i in range(1, regions.max() + 1)]
+
+
+# ---------------------------------------------------------------------------------------------- tiles
+
+
+def test_tile_grid_covers_the_plane_with_overlap():
+    grid = TileGrid(2500, 3000, tile=1024, overlap=256)
+    covered = np.zeros((2500, 3000), bool)
+    for x0, y0, x1, y1 in grid.boxes:
+        assert x1 - x0 == 1024 and y1 - y0 == 1024
+        covered[y0:y1, x0:x1] = True
+    assert covered.all() and len(grid) == 3 * 4
+    assert len(TileGrid(500, 700, tile=1024)) == 1
+
+
+def test_prompts_go_to_the_tile_where_they_sit_farthest_from_inner_edges():
+    grid = TileGrid(2048, 2048, tile=1024, overlap=256)
+    assert grid.tile_for(100, 100) == (0, 0, 1024, 1024)
+    # 900 is inside tiles starting at 0 and at 768; it is 124 from the first's edge, 132 from the second's.
+    assert grid.tile_for(900, 100)[0] == 768
+    with pytest.raises(PromptError, match="does not fit"):
+        grid.tile_for(100, 100, 1500, 200)
+
+
+def test_paste_merged_joins_an_object_cut_by_a_tile_border():
+    labels = np.zeros((100, 200), np.uint32)
+    left, right = (0, 0, 120, 100), (80, 0, 200, 100)
+    # Object spans x 60..140: tile 1 sees it cut at x=120, tile 2 sees it whole.
+    cut = np.zeros((100, 120), bool)
+    cut[40:60, 60:120] = True
+    whole = np.zeros((100, 120), bool)
+    whole[40:60, 0:60] = True  # x 80..140 in the plane
+    other = np.zeros((100, 120), bool)
+    other[5:15, 100:110] = True
+    ids, next_id = paste_merged(labels, left, [cut], 1)
+    ids2, next_id = paste_merged(labels, right, [whole, other], next_id)
+    assert ids == [1] and ids2 == [1, 2] and next_id == 3
+    assert set(np.unique(labels[40:60, 60:140])) == {1} and (labels == 2).sum() == 100
+
+
+def test_filter_areas_erases_objects_outside_the_range():
+    labels = np.zeros((50, 50), np.uint32)
+    labels[:2, :2], labels[10:20, 10:20], labels[30:50, :] = 1, 2, 3
+    assert filter_areas(labels, [1, 2, 3], min_area=10, max_area=500) == [2]
+    assert set(np.unique(labels)) == {0, 2}
+
+
+# ---------------------------------------------------------------------------------------------- history
+
+
+def test_history_undo_redo_restores_only_the_changed_box():
+    labels = np.zeros((2, 30, 40), np.uint32)
+    history = History()
+    with history.recording(labels) as rec:
+        rec.before((1,), None)
+        labels[1, 5:10, 6:9] = 4
+    (patch,) = history.undo_stack[-1]
+    assert patch.box == (6, 5, 9, 10) and patch.before.shape == (5, 3)
+    labels[1, 20, 20] = 7  # a hand edit elsewhere survives undo
+    history.undo(labels)
+    assert labels[1, 5:10, 6:9].sum() == 0 and labels[1, 20, 20] == 7
+    history.redo(labels)
+    assert (labels[1] == 4).sum() == 15
+    with pytest.raises(SessionError, match="nothing to redo"):
+        history.redo(labels)
+
+
+# ---------------------------------------------------------------------------------------------- planes
+
+
+def test_planes_of_a_channel_stack_and_an_rgb_image(rng):
+    data = rng.random((2, 4, 30, 40)).astype(np.float32)  # Z, C, Y, X
+    source = PlaneSource(data, channel_axis=1, channels=[0, 2])
+    assert source.labels_shape == (2, 30, 40) and source.plane_keys() == [(0,), (1,)]
+    view = source.model_view((1,))
+    assert view.shape == (30, 40, 3) and view.dtype == np.uint8 and not view[..., 2].any()
+    assert data.dtype == np.float32 and data.max() <= 1  # the layer data is not touched
+    rgb = PlaneSource((rng.random((30, 40, 3)) * 255).astype(np.uint8), rgb=True)
+    assert rgb.labels_shape == (30, 40) and rgb.plane_keys() == [()]
+    with pytest.raises(ChannelError, match="choose one"):
+        PlaneSource(data, channel_axis=1).model_view((0,))
+    with pytest.raises(ChannelError, match="leading axes"):
+        PlaneSource(data, channel_axis=3)
+    with pytest.raises(IndexError, match="outside the stack"):
+        source.model_view((5,))
+    assert parse_channels(" 0, 2 ") == [0, 2] and parse_channels("") is None
+    with pytest.raises(ChannelError, match="comma-separated"):
+        parse_channels("red")
+
+
+def test_points_in_plane_flips_row_col_to_x_y_once():
+    grouped = points_in_plane([[2, 10.0, 30.0], [1, 5, 6]], [True, False], plane_ndim=1)
+    assert grouped == {(2,): [(30.0, 10.0, True)], (1,): [(6.0, 5.0, False)]}
+
+
+# ---------------------------------------------------------------------------------------------- annotator
+
+
+def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor, rng):
+    annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng)))
+    assert annotator.needs_embedding((2,))
+    first = annotator.update(Prompts((2,), ((60.0, 50.0, True),)))
+    assert first.mask.shape == (120, 160) and first.mask.any() and first.key == (2,)
+    refined = annotator.update(Prompts((2,), ((60.0, 50.0, True), (5.0, 5.0, False))))
+    assert refined.preview.low_res.shape[0] == 3
+    object_id = annotator.commit()
+    assert object_id == 1 and annotator.labels[2].max() == 1
+    assert not annotator.labels[:2].any()
+    assert annotator.object_prompts[1]["points"] == [[60.0, 50.0], [5.0, 5.0]]
+    assert annotator.object_prompts[1]["point_labels"] == [1, 0]
+    annotator.undo()
+    assert not annotator.labels.any()
+    annotator.redo()
+    assert (annotator.labels[2] == 1).sum() == refined.mask.sum()
+    with pytest.raises(SessionError, match="nothing to commit"):
+        annotator.commit()
+
+
+def test_commit_never_overwrites_earlier_objects(predictor, rng):
+    annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng, planes=1)[0]))
+    annotator.update(Prompts((), (), (20.0, 10.0, 140.0, 110.0)))
+    annotator.commit()
+    before = annotator.labels.copy()
+    annotator.update(Prompts((), (), (20.0, 10.0, 140.0, 110.0)))
+    with pytest.raises(SessionError, match="no unlabelled pixels"):
+        annotator.commit()
+    assert np.array_equal(annotator.labels, before)
+
+
+def test_revisiting_a_plane_uses_the_cache(tiny_backend, rng):
+    from tests.conftest import CountingBackend
+
+    counting = CountingBackend(tiny_backend)
+    annotator = StackAnnotator(SamPredictor(counting), PlaneSource(blob_stack(rng)))
+    for key in [(0,), (1,), (0,), (1,)]:
+        annotator.update(Prompts(key, ((60.0, 50.0, True),)))
+    assert counting.encodes == 2 and not annotator.needs_embedding((0,))
+
+
+def test_large_plane_routes_prompts_to_a_tile(predictor, rng):
+    image = (rng.random((600, 900)) * 50).astype(np.uint8)
+    annotator = StackAnnotator(predictor, PlaneSource(image), tile_size=256, tile_overlap=64)
+    assert annotator.tiled and len(annotator.grid) == 3 * 5
+    preview = annotator.update(Prompts((), ((700.0, 450.0, True),)))
+    x0, y0, x1, y1 = preview.tile
+    assert x0 <= 700 < x1 and y0 <= 450 < y1 and preview.mask.shape == (y1 - y0, x1 - x0)
+    object_id = annotator.commit()
+    ys, xs = np.nonzero(annotator.labels == object_id)
+    assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
+
+
+def test_tiled_everything_merges_an_object_across_tile_borders(predictor):
+    image = np.zeros((700, 1000), np.uint8)
+    image[300:360, 200:600] = 255  # crosses the borders of tiles starting at x=0, 192 and 384
+    image[50:90, 50:90] = 255
+    image[600:690, 900:990] = 255
+    annotator = StackAnnotator(predictor, PlaneSource(image), tile_size=256, tile_overlap=64,
+                               generator_factory=OracleGenerator)
+    found = annotator.segment_everything([()], min_area=100)
+    labels = annotator.labels
+    assert len(found[()]) == 3 and len(np.unique(labels)) == 4
+    bar = labels[300:360, 200:600]
+    assert len(np.unique(bar)) == 1 and bar[0, 0] > 0  # one label for the whole bar
+    annotator.undo()
+    assert not annotator.labels.any()
+
+
+def test_everything_on_every_slice_is_one_undo_step_and_cancellable(predictor, rng):
+    annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng)), generator_factory=OracleGenerator)
+    found = annotator.segment_everything(annotator.all_planes())
+    assert sorted(found) == [(0,), (1,), (2,)] and all(annotator.labels[i].any() for i in range(3))
+    annotator.undo()
+    assert not annotator.labels.any()
+    calls = iter([False, True])
+    partial = annotator.segment_everything(annotator.all_planes(), should_stop=lambda: next(calls, True))
+    assert list(partial) == [(0,)] and annotator.labels[0].any() and not annotator.labels[1:].any()
+
+
+def test_everything_with_the_model_and_area_filter(predictor, rng):
+    annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng, planes=1)[0]),
+                               generator_factory=lambda p: SamAutomaticMaskGenerator(
+                                   p, points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0))
+    found = annotator.segment_everything([()], min_area=10)
+    assert found[()] and all((annotator.labels == i).sum() >= 10 for i in found[()])
+
+
+def test_import_labels_shifts_ids_and_is_undoable(predictor, rng):
+    annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng)))
+    annotator.labels[0, :5, :5] = 1
+    incoming = np.zeros((3, 120, 160), np.uint16)
+    incoming[1, 10:20, 10:20], incoming[2, 30:40, 30:40] = 7, 9
+    assert annotator.add_labels(incoming) == 2
+    assert set(np.unique(annotator.labels)) == {0, 1, 2, 3}
+    annotator.undo()
+    assert set(np.unique(annotator.labels)) == {0, 1}
+    with pytest.raises(SessionError, match="shape"):
+        annotator.add_labels(np.zeros((2, 120, 160), np.uint16))
+
+
+# ---------------------------------------------------------------------------------------------- COCO
+
+
+def test_stack_labels_round_trip_through_coco(rng, tmp_path):
+    from tinysam_annotate.io.coco import validate_coco
+
+    labels = np.zeros((3, 40, 50), np.uint32)
+    labels[0, 5:15, 5:15], labels[2, 20:30, 10:40], labels[2, 0:3, 0:3] = 4, 2, 9
+    coco = labels_to_coco(labels, "stack", {4: {"points": [[10.0, 10.0]], "point_labels": [1], "score": 0.9}})
+    validate_coco(coco)
+    assert [img["file_name"] for img in coco["images"]] == ["stack[0]", "stack[1]", "stack[2]"]
+    first = next(a for a in coco["annotations"] if a["attributes"]["object_id"] == 4)
+    assert first["score"] == 0.9 and first["attributes"]["prompts"]["points"] == [[10.0, 10.0]]
+    back = coco_to_labels(coco)
+    assert np.array_equal(back, labels)

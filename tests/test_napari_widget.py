@@ -1,0 +1,204 @@
+"""The napari dock widget on a real viewer (Xvfb via pytest-xvfb, pytest-qt) with a tiny random model."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from tinysam_annotate.predictor import SamPredictor  # noqa: E402
+from tinysam_napari.widget import TinySamWidget  # noqa: E402
+
+MANIFEST = Path(__file__).resolve().parents[1] / "napari_plugin" / "napari.yaml"
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny_backend, qtbot):
+    viewer = make_napari_viewer()
+    w = TinySamWidget(viewer, predictor=SamPredictor(tiny_backend))
+    viewer.window.add_dock_widget(w, name="TinySAM")
+    yield w
+    w.cancel()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+
+
+def wait_idle(widget, qtbot):
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+
+
+def start(widget, qtbot, data, **layer_kwargs):
+    layer = widget.viewer.add_image(data, name="cells", **layer_kwargs)
+    widget.image.value = layer.name
+    widget.start()
+    wait_idle(widget, qtbot)
+    return layer
+
+
+def blobs(rng, shape=(120, 160)):
+    data = (rng.random(shape) * 4000).astype(np.uint16)
+    data[..., 30:70, 40:90] += 20000
+    return data
+
+
+def click(widget, world_yx, qtbot):
+    """Add a point where a user clicks (world coordinates), as napari's add mode does."""
+    layer = widget.points_layer
+    layer.add(layer.world_to_data(np.asarray(world_yx, float)))
+    wait_idle(widget, qtbot)
+
+
+def test_points_give_a_preview_commit_writes_an_id_undo_removes_it(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng))
+    click(widget, (50, 60), qtbot)
+    assert widget.preview_layer.data.any()
+    assert widget.annotator.current.prompts.points == ((60.0, 50.0, True),)
+    widget.toggle_negative()
+    click(widget, (5, 5), qtbot)
+    assert widget.annotator.current.prompts.points[-1] == (5.0, 5.0, False)
+    assert widget.points_layer.features["positive"].tolist() == [True, False]
+    object_id = widget.commit()
+    assert object_id == 1 and (widget.labels_layer.data == 1).any()
+    assert len(widget.points_layer.data) == 0 and not widget.preview_layer.data.any()
+    widget.undo()
+    assert not widget.labels_layer.data.any()
+    widget.redo()
+    assert (widget.labels_layer.data == 1).any()
+
+
+def test_box_prompt(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng))
+    widget.box_layer.add_rectangles(np.array([[25.0, 35.0], [75.0, 95.0]]))
+    wait_idle(widget, qtbot)
+    assert widget.annotator.current.prompts.box == (35.0, 25.0, 95.0, 75.0)
+    assert widget.preview_layer.data.any()
+
+
+def test_stack_annotates_slice_two_without_touching_slice_one(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng, (3, 120, 160)))
+    widget.viewer.dims.set_current_step(0, 2)
+    assert widget.current_key() == (2,)
+    click(widget, (2, 50, 60), qtbot)
+    widget.commit()
+    labels = widget.labels_layer.data
+    assert labels[2].any() and not labels[0].any() and not labels[1].any()
+
+
+def test_scale_and_translate_map_clicks_to_pixels(widget, qtbot, rng):
+    layer = start(widget, qtbot, blobs(rng), scale=(0.5, 2.0), translate=(10.0, -20.0))
+    assert tuple(widget.labels_layer.scale) == (0.5, 2.0)
+    click(widget, (10 + 0.5 * 40, -20 + 2.0 * 70), qtbot)  # pixel row 40, col 70
+    x, y, _ = widget.annotator.current.prompts.points[0]
+    assert (x, y) == pytest.approx((70.0, 40.0))
+    assert np.allclose(layer.world_to_data((30.0, 120.0)), (40.0, 70.0))
+
+
+def test_channels_of_a_multichannel_layer(widget, qtbot, rng):
+    data = np.stack([blobs(rng), rng.integers(0, 100, (120, 160)).astype(np.uint16)])  # C, Y, X
+    widget.channel_axis.value = 0
+    widget.channels.value = "0"
+    start(widget, qtbot, data)
+    assert widget.labels_layer.data.shape == (120, 160)
+    click(widget, (0, 50, 60), qtbot)
+    assert widget.preview_layer.data.any()
+
+
+def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng, tmp_path):
+    start(widget, qtbot, blobs(rng, (2, 120, 160)))
+    widget.pred_iou.value, widget.stability.value, widget.mode.value = 0.0, 0.0, "grid"
+    widget.min_area.value = 20
+    widget.segment_everything(all_slices=True)
+    wait_idle(widget, qtbot)
+    labels = widget.labels_layer.data.copy()
+    assert labels[0].any() and labels[1].any()
+    out = widget.export(tmp_path / "cells.json", "coco")
+    widget.export(tmp_path / "cells.tif", "tiff")
+    widget.undo()
+    assert not widget.labels_layer.data.any()
+    widget.import_file(out)
+    assert np.array_equal(widget.labels_layer.data > 0, labels > 0)
+    widget.undo()
+    widget.import_file(tmp_path / "cells.tif")
+    assert np.array_equal(widget.labels_layer.data > 0, labels > 0)
+
+
+def test_cancel_stops_everything_on_a_stack(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng, (6, 120, 160)))
+    widget.pred_iou.value, widget.stability.value, widget.mode.value = 0.0, 0.0, "grid"
+    worker = widget.segment_everything(all_slices=True)
+    widget.cancel()
+    wait_idle(widget, qtbot)
+    assert worker is not None and "cancelled" in widget.status.value or widget.labels_layer.data[-1].max() == 0
+
+
+def test_errors_become_notifications_not_crashes(widget, qtbot, rng, monkeypatch):
+    shown = []
+    monkeypatch.setattr("tinysam_napari.widget.show_error", shown.append)
+    widget.start()  # no image layer yet
+    assert shown and "image layer" in shown[-1]
+    start(widget, qtbot, blobs(rng))
+    widget.commit_button.changed.emit(True)  # nothing to commit
+    assert "nothing to commit" in shown[-1]
+
+
+def test_manifest_validates_and_every_command_imports():
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import yaml
+
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    for command in manifest["contributions"]["commands"]:
+        module, name = command["python_name"].split(":")
+        assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_reader_writer_and_samples(tmp_path):
+    from tinysam_napari import hooks
+
+    data, meta, kind = hooks.sample_nuclei()[0]
+    assert kind == "image" and data.dtype == np.uint16 and data.shape == (384, 512)
+    labels = np.zeros((2, 30, 40), np.uint32)
+    labels[1, 5:10, 5:10] = 3
+    path = str(tmp_path / "out.json")
+    assert hooks.write_coco_labels(path, labels, {"name": "stack"}) == [path]
+    reader = hooks.get_coco_reader(path)
+    (back, back_meta, back_kind), = reader(path)
+    assert back_kind == "labels" and np.array_equal(back, labels)
+    assert hooks.get_coco_reader(str(tmp_path / "image.png")) is None
+
+
+def test_screenshot_of_the_docked_plugin(widget, qtbot, tmp_path):
+    from tinysam_napari import hooks
+
+    widget.viewer.window._qt_window.resize(1400, 900)
+    data, meta, _ = hooks.sample_nuclei()[0]
+    widget.viewer.add_image(data, **meta)
+    widget.image.value = "nuclei"
+    widget.start()
+    wait_idle(widget, qtbot)
+    click(widget, (100, 100), qtbot)
+    widget.commit()
+    widget.viewer.reset_view()
+    shot = widget.viewer.screenshot(path=str(tmp_path / "napari_plugin.png"), canvas_only=False)
+    assert shot.shape[0] > 400 and (tmp_path / "napari_plugin.png").stat().st_size > 10_000
+
+
+def test_start_without_a_model_loads_the_shipped_default(make_napari_viewer, qtbot, rng):
+    from tinysam_annotate.registry import DEFAULT_MODEL, find_model_file, get_spec
+
+    if find_model_file(get_spec(DEFAULT_MODEL)) is None:
+        pytest.skip("the shipped model file is not present")
+    viewer = make_napari_viewer()
+    widget = TinySamWidget(viewer)
+    viewer.add_image(blobs(rng), name="cells")
+    widget.image.value = "cells"
+    widget.start()
+    qtbot.waitUntil(lambda: widget.annotator is not None and not widget.busy, timeout=120_000)
+    assert widget.predictor.backend.identity.model_id == DEFAULT_MODEL
+    assert "CPUExecutionProvider" in widget.predictor.backend.device_description or "CPU" in widget.predictor.backend.device_description
