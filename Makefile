@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first and pinned: an unpinned torch would pull the CUDA build.
 $(STAMP): $(BIN)/python setup.py
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e ".[dev,onnx,recipes,app,napari]"
+	$(BIN)/pip install --quiet -e ".[dev,onnx,recipes,app,napari,distributed]"
 	touch $(STAMP)
 
 install: $(STAMP)

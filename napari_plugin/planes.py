@@ -32,7 +32,7 @@ class PlaneSource:
     rgb: bool = False
     channel_axis: int | None = None
     channels: Sequence[int] | int | None = None
-    cache_planes: int = 4
+    cache_bytes: int = 512 << 20  # recent model views kept (a 8000 x 8000 plane's view is 192 MB)
 
     def __post_init__(self) -> None:
         ndim = len(self.data.shape)
@@ -93,7 +93,7 @@ class PlaneSource:
             return self._planes[key]
         view = plane_to_rgb(self.raw_plane(key), self.channels, interleaved_rgb=self.rgb)
         self._planes[key] = view
-        while len(self._planes) > self.cache_planes:
+        while len(self._planes) > 1 and sum(v.nbytes for v in self._planes.values()) > self.cache_bytes:
             self._planes.popitem(last=False)
         return view
 

@@ -144,7 +144,11 @@ class TinySamWidget(Container):
         name, backend, precision = self.model.value, self.backend.value, self.precision.value
 
         def work() -> SamPredictor:
-            return SamPredictor(load_model(name, backend=backend, precision=precision))
+            from tinysam_annotate.cache import EmbeddingCache, default_cache_dir
+
+            # The user's disk cache: `tinysam-annotate embed DIR` fills it ahead of time, and images come back instantly.
+            cache = EmbeddingCache(default_cache_dir())
+            return SamPredictor(load_model(name, backend=backend, precision=precision), cache=cache)
 
         def ready(predictor: SamPredictor) -> None:
             self._model_ready(predictor)

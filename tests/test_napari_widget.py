@@ -189,16 +189,30 @@ def test_screenshot_of_the_docked_plugin(widget, qtbot, tmp_path):
     assert shot.shape[0] > 400 and (tmp_path / "napari_plugin.png").stat().st_size > 10_000
 
 
-def test_start_without_a_model_loads_the_shipped_default(make_napari_viewer, qtbot, rng):
+def test_start_without_a_model_loads_the_shipped_default_and_reads_precomputed_embeddings(
+        make_napari_viewer, qtbot, rng, tmp_path, monkeypatch):
+    """`tinysam-annotate embed` fills the cache; the plugin then opens the image without an encoder pass."""
+    from PIL import Image
+
+    from tinysam_annotate.cli import main
     from tinysam_annotate.registry import DEFAULT_MODEL, find_model_file, get_spec
 
     if find_model_file(get_spec(DEFAULT_MODEL)) is None:
         pytest.skip("the shipped model file is not present")
+    monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path / "home"))
+    image = (blobs(rng) // 256).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "cells.png")
+    assert main(["embed", str(tmp_path / "cells.png"), "--backend", "onnx", "--precision", "int8", "--no-progress"]) == 0
     viewer = make_napari_viewer()
     widget = TinySamWidget(viewer)
-    viewer.add_image(blobs(rng), name="cells")
+    viewer.add_image(image, name="cells")
     widget.image.value = "cells"
     widget.start()
     qtbot.waitUntil(lambda: widget.annotator is not None and not widget.busy, timeout=120_000)
     assert widget.predictor.backend.identity.model_id == DEFAULT_MODEL
-    assert "CPUExecutionProvider" in widget.predictor.backend.device_description or "CPU" in widget.predictor.backend.device_description
+    assert "CPU" in widget.predictor.backend.device_description
+    assert not widget.annotator.needs_embedding(())  # found in the disk cache written by `embed`
+    click(widget, (50, 60), qtbot)
+    assert widget.preview_layer.data.any()
+    assert widget.predictor.last_cache_hit and widget.predictor.cache.stats.disk_hits == 1
+    assert widget.predictor.cache.stats.misses == 0  # no encoder pass in the GUI

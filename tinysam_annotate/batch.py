@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
-from .io.coco import decode_rle, read_coco, rle_annotation, write_coco
+from .io.coco import decode_rle, read_coco, rle_annotation, rle_from_mask, write_coco
 from .io.image import load_image
 from .io.labels import masks_to_labels, write_label_image
 
@@ -55,6 +55,78 @@ def make_generator(backend: Any, mode: str, **options: Any) -> SamAutomaticMaskG
     return cls(backend, output_mode="coco_rle", **options)
 
 
+@dataclass
+class ImageAnnotations:
+    """Everything mode's output for one image, without COCO ids (assigned when merged into a file)."""
+
+    file_name: str
+    height: int
+    width: int
+    annotations: list[dict[str, Any]]  # segmentation (RLE, counts str), area, bbox, score, attributes
+    error: str | None = None
+
+
+def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
+                   labels_dir: str | os.PathLike | None = None) -> ImageAnnotations:
+    """Everything mode on one image file; an unreadable image gives ``error`` instead of raising."""
+    try:
+        rgb = load_image(path).rgb
+    except ImageError as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return ImageAnnotations(path.name, 0, 0, [], str(exc))
+    anns = generator.generate(rgb)
+    h, w = rgb.shape[:2]
+    out, masks = [], []
+    for ann in sorted(anns, key=lambda a: -a["area"]):  # big first: small objects stay on top in labels
+        rle = ann["segmentation"]
+        attributes = {
+            "prompts": {"point_coords": ann["point_coords"], "point_labels": [1]},
+            "stability_score": float(ann["stability_score"]),
+            "source": "everything",
+        }
+        out.append(rle_annotation(rle, 0, 0, CATEGORY["id"], ann["predicted_iou"], attributes))
+        if labels_dir is not None:
+            masks.append(decode_rle(rle))
+    if labels_dir is not None:
+        labels = masks_to_labels(masks, (h, w)) if masks else np.zeros((h, w), np.uint16)
+        write_label_image(Path(labels_dir) / f"{path.stem}_labels.tif", labels)
+    return ImageAnnotations(path.name, h, w, out)
+
+
+class CocoAccumulator:
+    """A COCO file being filled image by image: knows which images are done and assigns fresh ids."""
+
+    def __init__(self, out: str | os.PathLike) -> None:
+        self.out = Path(out)
+        self.coco = read_coco(self.out) if self.out.exists() else {"images": [], "annotations": [], "categories": [CATEGORY]}
+        self.done = {img["file_name"] for img in self.coco["images"]}
+        self.next_image = max((img["id"] for img in self.coco["images"]), default=0) + 1
+        self.next_ann = max((a["id"] for a in self.coco["annotations"]), default=0) + 1
+
+    def add(self, result: ImageAnnotations) -> bool:
+        """Add one image's annotations (False when that image is already in the file)."""
+        if result.file_name in self.done or result.error is not None:
+            return False
+        self.coco["images"].append({"id": self.next_image, "file_name": result.file_name, "height": result.height,
+                                    "width": result.width})
+        for ann in result.annotations:
+            self.coco["annotations"].append({**ann, "id": self.next_ann, "image_id": self.next_image})
+            self.next_ann += 1
+        self.done.add(result.file_name)
+        self.next_image += 1
+        return True
+
+    def write(self) -> Path:
+        return write_coco(self.out, self.coco)
+
+
+def check_unique_names(images: list[Path]) -> None:
+    names = [p.name for p in images]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise TinySamAnnotateError(f"several inputs share a file name (COCO keys images by name): {', '.join(clashes)}")
+
+
 def annotate_folder(
     images: list[Path],
     out: str | os.PathLike,
@@ -68,52 +140,134 @@ def annotate_folder(
     Images whose file name is already in ``out`` are skipped, so a rerun after an interruption
     finishes only what is missing. Unreadable images are reported and skipped, never fatal.
     """
-    names = [p.name for p in images]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise TinySamAnnotateError(f"several inputs share a file name (COCO keys images by name): {', '.join(clashes)}")
-    out = Path(out)
-    coco = read_coco(out) if out.exists() else {"images": [], "annotations": [], "categories": [CATEGORY]}
-    done = {img["file_name"] for img in coco["images"]}
-    next_image = max((img["id"] for img in coco["images"]), default=0) + 1
-    next_ann = max((a["id"] for a in coco["annotations"]), default=0) + 1
+    check_unique_names(images)
+    coco = CocoAccumulator(out)
     result = BatchResult([], [], {}, 0)
     for path in tqdm(images, desc="everything", unit="image", disable=not progress):
-        name = path.name
-        if name in done:
-            result.skipped.append(name)
+        if path.name in coco.done:
+            result.skipped.append(path.name)
             continue
-        try:
-            rgb = load_image(path).rgb
-        except ImageError as exc:
-            log.warning("skipping %s: %s", path, exc)
-            result.failed[name] = str(exc)
+        annotated = annotate_image(path, generator, labels_dir)
+        if annotated.error is not None:
+            result.failed[path.name] = annotated.error
             continue
-        anns = generator.generate(rgb)
-        h, w = rgb.shape[:2]
-        coco["images"].append({"id": next_image, "file_name": name, "height": h, "width": w})
-        masks = []
-        for ann in sorted(anns, key=lambda a: -a["area"]):  # big first: small objects stay on top in labels
-            rle = ann["segmentation"]
-            attributes = {
-                "prompts": {"point_coords": ann["point_coords"], "point_labels": [1]},
-                "stability_score": float(ann["stability_score"]),
-                "source": "everything",
-            }
-            coco["annotations"].append(
-                rle_annotation(rle, next_ann, next_image, CATEGORY["id"], ann["predicted_iou"], attributes)
-            )
-            next_ann += 1
-            if labels_dir is not None:
-                masks.append(decode_rle(rle))
-        if labels_dir is not None:
-            labels = masks_to_labels(masks, (h, w)) if masks else np.zeros((h, w), np.uint16)
-            write_label_image(Path(labels_dir) / f"{path.stem}_labels.tif", labels)
-        write_coco(out, coco)
-        done.add(name)
-        next_image += 1
-        result.processed.append(name)
-        result.annotations += len(anns)
+        coco.add(annotated)
+        coco.write()
+        result.processed.append(path.name)
+        result.annotations += len(annotated.annotations)
         if on_image is not None:
-            on_image(path, len(anns))
+            on_image(path, len(annotated.annotations))
     return result
+
+
+# -- box prompts from a detector ----------------------------------------------------------------
+
+BOX_CHUNK = 32  # boxes per decoder call (bounds the full-resolution masks held at once)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detector box (x, y, width, height in pixels, COCO's bbox order), its class and confidence."""
+
+    bbox: tuple[float, float, float, float]
+    category_id: int
+    score: float
+
+
+def load_detections(path: str | os.PathLike, images_json: str | os.PathLike | None = None
+                    ) -> tuple[dict[str, list[Detection]], list[dict[str, Any]]]:
+    """Detections in COCO results format, grouped by image file name, and the categories to write.
+
+    Each detection names its image by ``file_name``, or by ``image_id`` resolved through the images of
+    ``images_json`` (a COCO file, e.g. the dataset's annotations; its categories are used when present).
+    """
+    import json
+
+    try:
+        detections = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TinySamAnnotateError(f"cannot read detections {path}: {exc}") from exc
+    if not isinstance(detections, list):
+        raise TinySamAnnotateError(f"{path}: detections must be a JSON list in COCO results format")
+    names: dict[int, str] = {}
+    categories: list[dict[str, Any]] = []
+    if images_json is not None:
+        reference = json.loads(Path(images_json).read_text(encoding="utf-8"))
+        names = {int(img["id"]): img["file_name"] for img in reference.get("images", [])}
+        categories = [{"id": c["id"], "name": c["name"]} for c in reference.get("categories", [])]
+    grouped: dict[str, list[Detection]] = {}
+    for i, det in enumerate(detections):
+        try:
+            x, y, w, h = (float(v) for v in det["bbox"])
+            name = det.get("file_name") or names[int(det["image_id"])]
+            detection = Detection((x, y, w, h), int(det.get("category_id", 1)), float(det.get("score", 1.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TinySamAnnotateError(
+                f"{path}: detection {i} needs bbox [x, y, w, h] and file_name, or an image_id listed in --images-json "
+                f"({type(exc).__name__}: {exc})") from exc
+        if w <= 0 or h <= 0:
+            raise TinySamAnnotateError(f"{path}: detection {i} has an empty box {det['bbox']}")
+        grouped.setdefault(Path(name).name, []).append(detection)
+    used = sorted({d.category_id for dets in grouped.values() for d in dets})
+    known = {c["id"] for c in categories}
+    categories += [{"id": c, "name": "object" if c == 1 else f"category_{c}"} for c in used if c not in known]
+    return grouped, categories
+
+
+def annotate_boxes_image(path: Path, detections: list[Detection], predictor: Any) -> ImageAnnotations:
+    """One mask per detection (the candidate with the best predicted IoU); score = detection score x IoU."""
+    try:
+        rgb = load_image(path).rgb
+    except ImageError as exc:
+        return ImageAnnotations(path.name, 0, 0, [], str(exc))
+    predictor.set_image(rgb)
+    h, w = rgb.shape[:2]
+    out = []
+    for start in range(0, len(detections), BOX_CHUNK):
+        chunk = detections[start : start + BOX_CHUNK]
+        boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (d.bbox for d in chunk)], dtype=np.float32)
+        masks, ious, _ = predictor.predict(box=boxes, multimask_output=True)
+        if masks.ndim == 3:  # a single box comes back without the box axis
+            masks, ious = masks[None], ious[None]
+        for det, box_masks, box_ious in zip(chunk, masks, ious):
+            best = int(np.argmax(box_ious))
+            rle = rle_from_mask(box_masks[best])
+            attributes = {"prompts": {"box": [float(v) for v in (det.bbox[0], det.bbox[1], det.bbox[0] + det.bbox[2],
+                                                                   det.bbox[1] + det.bbox[3])]},
+                          "detection_score": det.score, "predicted_iou": float(box_ious[best]), "source": "box"}
+            out.append(rle_annotation(rle, 0, 0, det.category_id, det.score * float(box_ious[best]), attributes))
+    return ImageAnnotations(path.name, h, w, out)
+
+
+def annotate_boxes_folder(images: list[Path], detections: dict[str, list[Detection]], categories: list[dict[str, Any]],
+                          out: str | os.PathLike, predictor: Any, progress: bool = True) -> BatchResult:
+    """Box-prompt masks for every image with detections into one COCO file (resumable like everything mode)."""
+    check_unique_names(images)
+    coco = CocoAccumulator(out)
+    coco.coco["categories"] = categories if not coco.coco["annotations"] else coco.coco["categories"]
+    result = BatchResult([], [], {}, 0)
+    for path in tqdm(images, desc="boxes", unit="image", disable=not progress):
+        if path.name in coco.done or path.name not in detections:
+            result.skipped.append(path.name)
+            continue
+        annotated = annotate_boxes_image(path, detections[path.name], predictor)
+        if annotated.error is not None:
+            result.failed[path.name] = annotated.error
+            continue
+        coco.add(annotated)
+        coco.write()
+        result.processed.append(path.name)
+        result.annotations += len(annotated.annotations)
+    return result
+
+
+def embed_folder(images: list[Path], predictor: Any, progress: bool = True) -> dict[str, str]:
+    """Precompute the embeddings of ``images`` into ``predictor``'s cache; {file: computed|cached|error: ...}."""
+    status: dict[str, str] = {}
+    for path in tqdm(images, desc="embed", unit="image", disable=not progress):
+        try:
+            predictor.set_image(load_image(path).rgb)
+            status[str(path)] = "cached" if predictor.last_cache_hit else "computed"
+        except ImageError as exc:
+            status[str(path)] = f"error: {exc}"
+    return status

@@ -142,29 +142,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _segment_and_save(rgb, args, np.array([[154.0, 127.0]]), np.array([1]), None)
 
 
-# -- everything -------------------------------------------------------------------------------
-
-
-def cmd_everything(args: argparse.Namespace) -> int:
-    from .batch import annotate_folder, expand_inputs, make_generator
-
-    images = expand_inputs(args.images)
-    if not images:
-        raise TinySamAnnotateError("no images found in the given paths")
-    backend = _load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
-    print(f"model {backend.identity.model_id} ({backend.identity.backend}/{backend.identity.precision}) on {backend.device_description}")
-    options = dict(points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                   stability_score_thresh=args.stability_score_thresh, box_nms_thresh=args.box_nms_thresh,
-                   min_mask_region_area=args.min_area)
-    generator = make_generator(backend, args.mode, **options)
-    result = annotate_folder(images, args.out, generator, labels_dir=args.labels_dir, progress=not args.no_progress)
-    print(f"{len(result.processed)} images annotated ({result.annotations} objects), {len(result.skipped)} already done, "
-          f"{len(result.failed)} unreadable; wrote {args.out}")
-    for name, why in result.failed.items():
-        print(f"  skipped {name}: {why}", file=sys.stderr)
-    return 0 if not result.failed else 1
-
-
 # -- export / bench -----------------------------------------------------------------------------
 
 
@@ -266,19 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_overlay.png")
     model_options(demo)
     demo.set_defaults(func=cmd_demo)
-    every = sub.add_parser("everything", help="segment everything in images or folders into a COCO file (resumable)")
-    every.add_argument("images", nargs="+", help="image files or folders")
-    every.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
-    every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
-    every.add_argument("--labels-dir", help="also write one label TIFF per image here")
-    every.add_argument("--points-per-side", type=int, default=32)
-    every.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    every.add_argument("--stability-score-thresh", type=float, default=0.95)
-    every.add_argument("--box-nms-thresh", type=float, default=0.7)
-    every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
-    every.add_argument("--no-progress", action="store_true")
-    model_options(every)
-    every.set_defaults(func=cmd_everything)
+    from .cli_batch import add_batch_commands
+
+    add_batch_commands(sub, model_options, _load_backend)
 
     export = sub.add_parser("export", help="export a model to ONNX (FP32, and INT8 / FP16 on request)")
     export.add_argument("model", help="registered model name or checkpoint path")

@@ -1,0 +1,148 @@
+"""Batch subcommands of ``tinysam-annotate``: everything, boxes and embed, on the local engine or on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import TinySamAnnotateError
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: a Ray Data actor pool (pip install 'tinysam-annotate[distributed]')")
+    p.add_argument("--address", default=None, help="Ray cluster to join: auto or ray://HOST:10001 (default: start a local one)")
+    p.add_argument("--num-actors", type=int, default=2, help="Ray actors, each holding one engine")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--gpus-per-actor", type=float, default=0.0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _ray_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .distributed import EngineSpec, RayOptions, require_ray
+
+    require_ray()  # a clear install hint before any work starts
+    if args.num_actors < 1:
+        raise TinySamAnnotateError("--num-actors must be at least 1")
+    options = getattr(args, "generator_options", {})
+    spec = EngineSpec(args.model, args.backend, args.precision, getattr(args, "mode", "hierarchical"), options,
+                      threads=max(1, int(args.cpus_per_actor)))
+    return spec, RayOptions(args.address, args.num_actors, args.cpus_per_actor, args.gpus_per_actor)
+
+
+def _images(args: argparse.Namespace) -> list[Path]:
+    from .batch import expand_inputs
+
+    images = expand_inputs(args.images)
+    if not images:
+        raise TinySamAnnotateError("no images found in the given paths")
+    return images
+
+
+def _report(result: Any, out: str) -> int:
+    print(f"{len(result.processed)} images annotated ({result.annotations} objects), {len(result.skipped)} already done or without prompts, "
+          f"{len(result.failed)} unreadable; wrote {out}")
+    for name, why in result.failed.items():
+        print(f"  skipped {name}: {why}", file=sys.stderr)
+    return 0 if not result.failed else 1
+
+
+def cmd_everything(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
+    from .batch import annotate_folder, make_generator
+
+    images = _images(args)
+    args.generator_options = dict(points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+                                  stability_score_thresh=args.stability_score_thresh, box_nms_thresh=args.box_nms_thresh,
+                                  min_mask_region_area=args.min_area)
+    if args.engine == "ray":
+        from .distributed import annotate_folder_ray
+
+        spec, ray_options = _ray_settings(args)
+        result = annotate_folder_ray(images, args.out, spec, ray_options, args.labels_dir, progress=not args.no_progress)
+        return _report(result, args.out)
+    backend = load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
+    print(f"model {backend.identity.model_id} ({backend.identity.backend}/{backend.identity.precision}) on {backend.device_description}")
+    generator = make_generator(backend, args.mode, **args.generator_options)
+    result = annotate_folder(images, args.out, generator, labels_dir=args.labels_dir, progress=not args.no_progress)
+    return _report(result, args.out)
+
+
+def cmd_boxes(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
+    from .batch import annotate_boxes_folder, load_detections
+    from .predictor import SamPredictor
+
+    images = _images(args)
+    detections, categories = load_detections(args.detections, args.images_json)
+    missing = sorted(set(detections) - {p.name for p in images})
+    if missing:
+        print(f"warning: {len(missing)} images with detections are not among the inputs, e.g. {missing[0]}", file=sys.stderr)
+    if args.engine == "ray":
+        from .distributed import annotate_boxes_ray
+
+        spec, ray_options = _ray_settings(args)
+        result = annotate_boxes_ray(images, detections, categories, args.out, spec, ray_options, progress=not args.no_progress)
+        return _report(result, args.out)
+    predictor = SamPredictor(load_backend(args.model, args.backend, args.precision, args.providers, args.strict))
+    result = annotate_boxes_folder(images, detections, categories, args.out, predictor, progress=not args.no_progress)
+    return _report(result, args.out)
+
+
+def cmd_embed(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
+    from .batch import embed_folder
+    from .cache import EmbeddingCache, default_cache_dir
+    from .predictor import SamPredictor
+
+    images = _images(args)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.engine == "ray":
+        from .distributed import embed_folder_ray
+
+        spec, ray_options = _ray_settings(args)
+        status = embed_folder_ray(images, cache_dir, spec, ray_options, progress=not args.no_progress)
+    else:
+        cache = EmbeddingCache(cache_dir, max_disk_bytes=args.max_cache_gb << 30)
+        predictor = SamPredictor(load_backend(args.model, args.backend, args.precision, args.providers, args.strict), cache)
+        status = embed_folder(images, predictor, progress=not args.no_progress)
+    errors = {k: v for k, v in status.items() if v.startswith("error")}
+    computed = sum(v == "computed" for v in status.values())
+    print(f"{computed} embeddings computed, {len(status) - computed - len(errors)} already cached, {len(errors)} unreadable; "
+          f"cache {cache_dir}")
+    for name, why in errors.items():
+        print(f"  {name}: {why}", file=sys.stderr)
+    return 0 if not errors else 1
+
+
+def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParser], None],
+                       load_backend: Callable[..., Any]) -> None:
+    every = sub.add_parser("everything", help="segment everything in images or folders into a COCO file (resumable)")
+    every.add_argument("images", nargs="+", help="image files or folders")
+    every.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
+    every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
+    every.add_argument("--labels-dir", help="also write one label TIFF per image here")
+    every.add_argument("--points-per-side", type=int, default=32)
+    every.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    every.add_argument("--stability-score-thresh", type=float, default=0.95)
+    every.add_argument("--box-nms-thresh", type=float, default=0.7)
+    every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
+    model_options(every)
+    add_engine_options(every)
+    every.set_defaults(func=lambda a: cmd_everything(a, load_backend))
+
+    boxes = sub.add_parser("boxes", help="one mask per detector box (COCO results JSON) into a COCO file (resumable)")
+    boxes.add_argument("images", nargs="+", help="image files or folders")
+    boxes.add_argument("--detections", required=True, help="COCO results JSON: [{image_id or file_name, bbox, score, category_id}]")
+    boxes.add_argument("--images-json", help="COCO file whose images map image_id to file_name (and give category names)")
+    boxes.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
+    model_options(boxes)
+    add_engine_options(boxes)
+    boxes.set_defaults(func=lambda a: cmd_boxes(a, load_backend))
+
+    embed = sub.add_parser("embed", help="precompute image embeddings into the shared disk cache the GUIs read")
+    embed.add_argument("images", nargs="+", help="image files or folders")
+    embed.add_argument("--cache-dir", help="cache folder (default: the user cache the app and napari plugin use)")
+    embed.add_argument("--max-cache-gb", type=int, default=50)
+    model_options(embed)
+    add_engine_options(embed)
+    embed.set_defaults(func=lambda a: cmd_embed(a, load_backend))
