@@ -47,3 +47,12 @@ def test_aliases_and_unknown_names():
 
 def test_physical_cores_is_sane():
     assert 1 <= physical_cores() <= 4096
+
+
+def test_thread_cap_from_the_environment(monkeypatch):
+    from tinysam_annotate.backends.providers import physical_cores
+
+    monkeypatch.setenv("TINYSAM_ANNOTATE_THREADS", "1")
+    assert physical_cores() == 1
+    monkeypatch.setenv("TINYSAM_ANNOTATE_THREADS", "junk")
+    assert physical_cores() >= 1

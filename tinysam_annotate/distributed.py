@@ -71,7 +71,9 @@ class RayOptions:
 
 
 def _limit_threads(threads: int) -> None:
+    """Keep each actor to its CPU share (torch and ONNX Runtime would otherwise each take every core)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["TINYSAM_ANNOTATE_THREADS"] = str(threads)
     try:
         import torch
 

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         cores = os.cpu_count() or 1
         for threads in sorted({1, cores}):
             torch.set_num_threads(threads)
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+            os.environ["OMP_NUM_THREADS"] = os.environ["TINYSAM_ANNOTATE_THREADS"] = str(threads)
             backend = _load_backend(args.model, args.backend, args.precision)
             generator = make_generator(backend, "hierarchical", **options)
             start = time.perf_counter()

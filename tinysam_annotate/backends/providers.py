@@ -92,7 +92,13 @@ def provider_options(provider: str, precision: str, cache_dir: str | os.PathLike
 
 
 def physical_cores() -> int:
-    """Physical CPU cores available to this process (hyper-threads do not help ORT's GEMMs)."""
+    """Physical CPU cores available to this process (hyper-threads do not help ORT's GEMMs).
+
+    ``$TINYSAM_ANNOTATE_THREADS`` caps it (batch workers sharing a machine set it to their CPU share).
+    """
+    cap = os.environ.get("TINYSAM_ANNOTATE_THREADS", "").strip()
+    if cap.isdigit() and int(cap) > 0:
+        return int(cap)
     try:
         allowed = os.sched_getaffinity(0)
     except AttributeError:
