@@ -162,6 +162,11 @@ class StackAnnotator:
         if not prompts:
             self.clear_prompts()
             return None
+        h, w = self.source.plane_shape
+        corners = [(x, y) for x, y, _ in prompts.points] + ([prompts.box[:2], prompts.box[2:]] if prompts.box else [])
+        outside = [(x, y) for x, y in corners if not (0 <= x <= w and 0 <= y <= h)]
+        if outside:
+            raise PromptError(f"prompt ({outside[0][0]:.0f}, {outside[0][1]:.0f}) is outside the {w} x {h} image")
         tile = self.tile_for(prompts)
         session = self.session(prompts.key, tile)
         dx, dy = tile[0], tile[1]

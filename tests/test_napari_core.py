@@ -154,6 +154,8 @@ def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor
     assert (annotator.labels[2] == 1).sum() == refined.mask.sum()
     with pytest.raises(SessionError, match="nothing to commit"):
         annotator.commit()
+    with pytest.raises(PromptError, match="outside the 160 x 120 image"):
+        annotator.update(Prompts((0,), ((200.0, 50.0, True),)))
 
 
 def test_commit_never_overwrites_earlier_objects(predictor, rng):
