@@ -91,13 +91,16 @@ def require_shared(path: Path) -> Path:
     return path
 
 
-def serve_tiny_app(**config_overrides):
-    """Start the Gradio app on a tiny random model in this process; yields its URL (no trailing slash)."""
+def serve_tiny_app(wrap=None, **config_overrides):
+    """Start the Gradio app on a tiny random model in this process; yields its URL (no trailing slash).
+
+    ``wrap(backend)`` may replace the backend (e.g. a slowed-down one)."""
     from tinysam_annotate.app.engine import AppConfig, EngineRegistry
     from tinysam_annotate.app.ui import build_app, launch_kwargs
 
     config = AppConfig(model="tiny", backend="torch", precision="fp32", **config_overrides)
-    registry = EngineRegistry(config, lambda m, b, p: TorchBackend(make_tiny_sam(), model_id=m))
+    wrap = wrap or (lambda backend: backend)
+    registry = EngineRegistry(config, lambda m, b, p: wrap(TorchBackend(make_tiny_sam(), model_id=m)))
     app = build_app(config, registry)
     _, url, _ = app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs(config))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import shutil
 
 import pytest
@@ -14,7 +15,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")
 
 
-from .conftest import serve_tiny_app  # noqa: E402
+from .conftest import CountingBackend, serve_tiny_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,33 @@ def test_annotate_and_export_in_a_browser(app_url, tmp_path):
     assert len(coco["annotations"]) == 1 and coco["images"][0]["file_name"] == "coins.png"
     assert coco["annotations"][0]["attributes"]["prompts"]["point_labels"] == [1]
     assert (tmp_path / "app.png").stat().st_size > 20_000
+
+
+class SlowDecoder(CountingBackend):
+    """The tiny model with a slow decoder, so that everything mode runs long enough to be cancelled."""
+
+    def decode(self, *args):
+        time.sleep(0.3)
+        return super().decode(*args)
+
+
+def test_cancel_everything_in_a_browser(tmp_path):
+    server = serve_tiny_app(wrap=SlowDecoder)
+    url = next(server)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": 1400, "height": 950})
+            page.goto(url)
+            page.locator("#btn-example").click()
+            page.locator("#canvas img").wait_for(state="visible", timeout=60_000)
+            page.get_by_text("Segment everything").first.click()  # opens the accordion
+            page.locator("#btn-everything").click()
+            time.sleep(1.5)  # 1024 prompts in batches of 64 at 0.3 s each: several seconds of work
+            page.locator("#btn-cancel").click()
+            page.get_by_text("everything cancelled: no objects added").wait_for(timeout=30_000)
+            page.screenshot(path=str(tmp_path / "cancelled.png"), full_page=True)
+            browser.close()
+    finally:
+        server.close()

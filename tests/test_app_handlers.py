@@ -125,3 +125,46 @@ def test_examples_and_engine_registry_share_one_engine():
     assert loads == [("tiny", "torch", "fp32")]
     a, b = registry.get().predictor(), registry.get().predictor()
     assert a is not b and a.cache is b.cache  # per-session predictors, one engine and cache
+
+
+def test_cancel_stops_everything_and_adds_nothing(state):
+    before = len(state.session.objects)
+    h.everything(state, "grid", 16, 0.0, 0.0, 0, None, lambda done, total: h.cancel(state))
+    assert state.message.startswith("everything cancelled") and len(state.session.objects) == before
+    h.everything(state, "grid", 8, 0.0, 0.0, 0, None)  # the next run is not cancelled
+    assert len(state.session.objects) > before
+
+
+def test_object_list_swatches_keep_their_colour_when_others_are_deleted(state):
+    from tinysam_annotate.visualize import id_colours
+
+    masks = [np.zeros((120, 160), bool) for _ in range(3)]
+    for i, m in enumerate(masks):
+        m[10 * i : 10 * i + 5, :20] = True
+    state.session.add_objects(masks, [0.9, 0.8, 0.7])
+    rows = h.objects_table(state)
+    assert len(rows) == 3 and rows[0][1].startswith('<span style="color:rgb(')
+    last_id, last_swatch = rows[-1][0], rows[-1][1]
+    h.delete(state, rows[0][0])
+    assert h.objects_table(state)[-1][:2] == [last_id, last_swatch]
+    r, g, b = id_colours([last_id])[0].tolist()
+    assert f"rgb({r},{g},{b})" in last_swatch
+
+
+def test_switching_the_engine_keeps_objects_and_uses_the_new_model(state, tiny_sam):
+    from tinysam_annotate.app.engine import Engine
+    from tinysam_annotate.backends.torch_backend import TorchBackend
+    from tinysam_annotate.cache import EmbeddingCache
+
+    from .conftest import make_tiny_sam
+
+    h.click(state, 80, 60)
+    if not state.session.preview.mask.any():
+        h.cycle(state)
+    h.accept(state, "object")
+    other = Engine(TorchBackend(make_tiny_sam(seed=9), model_id="other"), EmbeddingCache())
+    h.switch_engine(state, other)
+    assert len(state.session.objects) == 1 and state.session.preview is None
+    assert state.session.predictor.backend.identity.model_id == "other" and "other" in state.message
+    h.click(state, 80, 60)
+    assert state.session.preview is not None

@@ -44,10 +44,18 @@ def object_colours(n: int, seed: int = 0) -> np.ndarray:
     return np.array([colorsys.hsv_to_rgb(h, 0.75, 0.95) for h in hues], dtype=np.float64).reshape(-1, 3).__mul__(255).astype(np.uint8)
 
 
-def render_objects(rgb: np.ndarray, masks: list[np.ndarray], alpha: float = 0.45, seed: int = 0) -> np.ndarray:
-    """H x W x 3 uint8 image with every H x W boolean mask filled in its own colour and outlined."""
+def id_colours(ids: list[int], seed: int = 0) -> np.ndarray:
+    """len(ids) x 3 uint8: the colour of each object id (an object keeps its colour when others are deleted)."""
+    table = object_colours(max(ids, default=0) + 1, seed)
+    return table[np.asarray(ids, dtype=int)] if ids else np.zeros((0, 3), np.uint8)
+
+
+def render_objects(rgb: np.ndarray, masks: list[np.ndarray], alpha: float = 0.45, seed: int = 0,
+                   colours: np.ndarray | None = None) -> np.ndarray:
+    """H x W x 3 uint8 image with every H x W boolean mask filled in its own colour (``colours``, N x 3 uint8,
+    or golden-ratio hues by position) and outlined."""
     out = rgb.astype(np.float32).copy()
-    colours = object_colours(len(masks), seed).astype(np.float32)
+    colours = (object_colours(len(masks), seed) if colours is None else np.asarray(colours)).astype(np.float32)
     for mask, colour in zip(masks, colours):
         m = mask.astype(bool)
         out[m] = (1 - alpha) * out[m] + alpha * colour

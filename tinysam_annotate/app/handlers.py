@@ -14,10 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from ..amg import GenerationCancelled, SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from ..errors import TinySamAnnotateError
 from ..io.image import load_image, read_image
 from ..session import AnnotationSession, SessionError
+from ..visualize import id_colours
 from .engine import Engine
 
 MODES = ("positive", "negative", "box")
@@ -34,6 +35,7 @@ class AppState:
     mode: str = "positive"
     box_corner: tuple[float, float] | None = None
     message: str = ""
+    cancel_requested: bool = False  # set by the Cancel button while everything mode runs
 
 
 def example_image(name: str) -> np.ndarray:
@@ -68,6 +70,19 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
     state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json")
     state.box_corner = None
     state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {engine.backend.last_encode_s * 1000:.0f} ms"
+    return state
+
+
+def switch_engine(state: AppState, engine: Engine) -> AppState:
+    """Use another model / backend / precision for the open image; accepted objects stay, prompts are cleared."""
+    state.engine = engine
+    if state.session is not None:
+        session = state.session
+        session.predictor = engine.predictor()
+        session.predictor.set_image(session.image)
+        session.clear_prompts()
+        state.box_corner = None
+        state.message = f"now using {engine.description} (embedding {engine.backend.last_encode_s * 1000:.0f} ms)"
     return state
 
 
@@ -158,8 +173,21 @@ def everything(state: AppState, mode: str = "hierarchical", points_per_side: int
     cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
     params = dict(points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
                   stability_score_thresh=float(stability_score_thresh), min_mask_region_area=int(min_area))
-    added = session.segment_everything(lambda predictor: cls(predictor, **params), category, progress)
+    state.cancel_requested = False
+    try:
+        added = session.segment_everything(lambda predictor: cls(predictor, **params), category, progress,
+                                           should_stop=lambda: state.cancel_requested)
+    except GenerationCancelled:
+        state.message = "everything cancelled: no objects added"
+        return state
     state.message = f"everything ({mode}): {len(added)} objects added"
+    return state
+
+
+def cancel(state: AppState) -> AppState:
+    """Ask a running everything mode of this session to stop (it checks between decoder batches)."""
+    state.cancel_requested = True
+    state.message = "cancelling..."
     return state
 
 
@@ -178,11 +206,14 @@ def import_coco(state: AppState, path: str | Path) -> AppState:
 
 
 def objects_table(state: AppState) -> list[list]:
-    """Rows of [id, category, predicted IoU, area px] for the object list."""
+    """Rows of [id, colour swatch (HTML), category, predicted IoU, area px] for the object list."""
     if state.session is None:
         return []
-    return [[o.object_id, o.category, None if o.score is None else round(o.score, 3), int(o.mask.sum())]
-            for o in state.session.objects]
+    objects = state.session.objects
+    colours = id_colours([o.object_id for o in objects])
+    return [[o.object_id, f'<span style="color:rgb({r},{g},{b});font-size:1.3em">&#9632;</span>', o.category,
+             None if o.score is None else round(o.score, 3), int(o.mask.sum())]
+            for o, (r, g, b) in zip(objects, colours.tolist())]
 
 
 def status(state: AppState) -> str:
@@ -199,5 +230,5 @@ def close(state: AppState) -> None:
 
 
 __all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "clear", "click", "close", "cycle",
-           "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo",
+           "cancel", "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo", "switch_engine",
            "relabel", "set_mode", "status", "undo"]

@@ -92,7 +92,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     category = gr.Dropdown(["object"], value="object", label="category", allow_custom_value=False, scale=2)
                     new_category = gr.Textbox(label="new category", max_lines=1, scale=2)
                     add_category = gr.Button("Add", scale=1)
-                objects = gr.Dataframe(headers=["id", "category", "score", "area"], datatype=["number", "str", "number", "number"],
+                objects = gr.Dataframe(headers=["id", "", "category", "score", "area"],
+                                       datatype=["number", "html", "str", "number", "number"],
                                        interactive=False, label="objects", elem_id="objects", max_height=240)
                 with gr.Row():
                     object_id = gr.Number(label="object id", precision=0, minimum=1)
@@ -104,7 +105,9 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     iou_thresh = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="predicted IoU threshold (SAM: 0.88)")
                     stab_thresh = gr.Slider(0.0, 1.0, value=0.9, step=0.01, label="stability threshold (SAM: 0.95)")
                     min_area = gr.Number(value=0, precision=0, label="min object area (px)", minimum=0)
-                    run_everything = gr.Button("Segment everything", elem_id="btn-everything")
+                    with gr.Row():
+                        run_everything = gr.Button("Segment everything", elem_id="btn-everything", scale=2)
+                        cancel_everything = gr.Button("Cancel", elem_id="btn-cancel", scale=1)
                 with gr.Accordion("Export / import", open=True):
                     export = gr.Button("Export COCO + label TIFF", elem_id="btn-export")
                     files = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
@@ -162,7 +165,17 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             state.message = f"exported {len(state.session.objects)} objects"
             return (*views(state), [str(coco), str(labels)])
 
+        def on_model(state, model_name, backend_name, precision_name, progress=gr.Progress()):
+            progress(0.1, desc="loading the model and embedding the image")
+            try:
+                engine = registry.get(model_name, backend_name, precision_name)
+            except TinySamAnnotateError as exc:
+                raise gr.Error(str(exc)) from None
+            return action(lambda s: h.switch_engine(s, engine))(state)
+
         model_inputs = [model, backend, precision]
+        for control in model_inputs:
+            control.change(on_model, [state, *model_inputs], outputs)
         upload.upload(open_file, [state, upload, channels, *model_inputs], outputs, api_name="open")
         open_example.click(open_named_example, [state, example, *model_inputs], outputs, api_name="open_example")
         image_view.select(on_click, [state], outputs, api_visibility="private")
@@ -177,6 +190,9 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         delete.click(action(lambda s, i: h.delete(s, i)), [state, object_id], outputs)
         relabel.click(action(lambda s, i, c: h.relabel(s, i, c)), [state, object_id, category], outputs)
         run_everything.click(on_everything, [state, ev_mode, points, iou_thresh, stab_thresh, min_area, category], outputs)
+        # Outside the queue so that it runs while everything mode holds this session's queue slot.
+        cancel_everything.click(lambda s: (h.cancel(s) if s is not None else None, "cancelling...")[1], [state], [message],
+                                queue=False)
         export.click(on_export, [state], [*outputs, files], api_name="export")
         import_file.upload(action(lambda s, p: h.import_coco(s, p)), [state, import_file], outputs)
     app.queue(max_size=config.queue_size, default_concurrency_limit=4)
