@@ -140,14 +140,24 @@ def annotate_folder(
     Images whose file name is already in ``out`` are skipped, so a rerun after an interruption
     finishes only what is missing. Unreadable images are reported and skipped, never fatal.
     """
+    return folder_to_coco(images, out, lambda path: annotate_image(path, generator, labels_dir), "everything",
+                          progress, on_image)
+
+
+def folder_to_coco(images: list[Path], out: str | os.PathLike, work: Callable[[Path], ImageAnnotations | None],
+                   desc: str, progress: bool = True, on_image: Callable[[Path, int], None] | None = None,
+                   categories: list[dict[str, Any]] | None = None) -> BatchResult:
+    """Run ``work`` on each image not yet in ``out`` (None: nothing to do for it) and write ``out`` after each."""
     check_unique_names(images)
     coco = CocoAccumulator(out)
+    if categories is not None and not coco.coco["annotations"]:
+        coco.coco["categories"] = categories
     result = BatchResult([], [], {}, 0)
-    for path in tqdm(images, desc="everything", unit="image", disable=not progress):
-        if path.name in coco.done:
+    for path in tqdm(images, desc=desc, unit="image", disable=not progress):
+        annotated = None if path.name in coco.done else work(path)
+        if annotated is None:
             result.skipped.append(path.name)
             continue
-        annotated = annotate_image(path, generator, labels_dir)
         if annotated.error is not None:
             result.failed[path.name] = annotated.error
             continue
@@ -242,23 +252,11 @@ def annotate_boxes_image(path: Path, detections: list[Detection], predictor: Any
 def annotate_boxes_folder(images: list[Path], detections: dict[str, list[Detection]], categories: list[dict[str, Any]],
                           out: str | os.PathLike, predictor: Any, progress: bool = True) -> BatchResult:
     """Box-prompt masks for every image with detections into one COCO file (resumable like everything mode)."""
-    check_unique_names(images)
-    coco = CocoAccumulator(out)
-    coco.coco["categories"] = categories if not coco.coco["annotations"] else coco.coco["categories"]
-    result = BatchResult([], [], {}, 0)
-    for path in tqdm(images, desc="boxes", unit="image", disable=not progress):
-        if path.name in coco.done or path.name not in detections:
-            result.skipped.append(path.name)
-            continue
-        annotated = annotate_boxes_image(path, detections[path.name], predictor)
-        if annotated.error is not None:
-            result.failed[path.name] = annotated.error
-            continue
-        coco.add(annotated)
-        coco.write()
-        result.processed.append(path.name)
-        result.annotations += len(annotated.annotations)
-    return result
+
+    def work(path: Path) -> ImageAnnotations | None:
+        return annotate_boxes_image(path, detections[path.name], predictor) if path.name in detections else None
+
+    return folder_to_coco(images, out, work, "boxes", progress, categories=categories)
 
 
 def embed_folder(images: list[Path], predictor: Any, progress: bool = True) -> dict[str, str]:
