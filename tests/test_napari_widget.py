@@ -216,3 +216,37 @@ def test_start_without_a_model_loads_the_shipped_default_and_reads_precomputed_e
     assert widget.preview_layer.data.any()
     assert widget.predictor.last_cache_hit and widget.predictor.cache.stats.disk_hits == 1
     assert widget.predictor.cache.stats.misses == 0  # no encoder pass in the GUI
+
+
+class OracleGenerator:
+    """Everything mode returning the bright connected regions of a tile: isolates the tiling from the model."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def generate(self, image, should_stop=None, progress=None):
+        from skimage.measure import label
+
+        regions = label(image[..., 0] > 128)
+        return [{"segmentation": regions == i, "predicted_iou": 1.0} for i in range(1, regions.max() + 1)]
+
+
+def test_tiled_large_image_merges_an_object_across_tile_borders(widget, qtbot, monkeypatch):
+    monkeypatch.setattr("tinysam_napari.widget.everything_factory", lambda *args: OracleGenerator)
+    data = np.zeros((700, 1000), np.uint8)
+    data[300:360, 200:600] = 255  # 400 px wide: crosses several borders of the 256 px tiles
+    data[50:90, 50:90] = 255
+    widget.tile_size.value = 256
+    start(widget, qtbot, data)
+    assert widget.annotator.tiled and len(widget.annotator.grid) > 1
+    click(widget, (320, 700), qtbot)  # routed to a tile: the preview lies inside it
+    x0, y0, x1, y1 = widget.annotator.current.tile
+    rows, cols = np.nonzero(widget.preview_layer.data)
+    assert rows.min() >= y0 and rows.max() < y1 and cols.min() >= x0 and cols.max() < x1
+    widget.clear_prompts()
+    widget.segment_everything()
+    wait_idle(widget, qtbot)
+    labels = widget.labels_layer.data
+    bar = labels[300:360, 200:600]
+    assert bar.min() > 0 and len(np.unique(bar)) == 1  # one label across the tile borders
+    assert len(np.unique(labels)) == 3
