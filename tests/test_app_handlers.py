@@ -86,6 +86,9 @@ def test_bad_inputs_are_clear_errors(engine, tmp_path):
     (tmp_path / "evil.png").write_text("<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
     with pytest.raises(UnsupportedImageError):
         h.open_image(state, engine, tmp_path / "evil.png")
+    (tmp_path / "page.png").write_text("<!DOCTYPE html><html><body onload='alert(1)'></body></html>")
+    with pytest.raises(UnsupportedImageError):
+        h.open_image(state, engine, tmp_path / "page.png")
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(tmp_path / "big.png")
     with pytest.raises(ImageTooLargeError):
         h.open_image(state, engine, tmp_path / "big.png", max_pixels=10_000)
