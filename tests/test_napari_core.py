@@ -15,6 +15,8 @@ from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
 from tinysam_napari.planes import PlaneSource, parse_channels
 from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
 
+from .conftest import OracleGenerator
+
 
 @pytest.fixture
 def predictor(tiny_backend):
@@ -25,19 +27,6 @@ def blob_stack(rng, planes=3, h=120, w=160):
     stack = (rng.random((planes, h, w)) * 4000).astype(np.uint16)
     stack[:, 30:70, 40:90] += 20000
     return stack
-
-
-class OracleGenerator:
-    """Everything mode that returns the connected bright regions of the tile: tests the tiling, not the model."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-
-    def generate(self, image, should_stop=None, progress=None):
-        from skimage.measure import label
-
-        regions = label(image[..., 0] > 128)
-        return [{"segmentation": regions == i, "predicted_iou": 1.0} for i in range(1, regions.max() + 1)]
 
 
 # ---------------------------------------------------------------------------------------------- tiles

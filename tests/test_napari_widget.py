@@ -16,6 +16,8 @@ pytest.importorskip("pytestqt")
 from tinysam_annotate.predictor import SamPredictor  # noqa: E402
 from tinysam_napari.widget import TinySamWidget  # noqa: E402
 
+from .conftest import OracleGenerator  # noqa: E402
+
 MANIFEST = Path(__file__).resolve().parents[1] / "napari_plugin" / "napari.yaml"
 
 
@@ -216,19 +218,6 @@ def test_start_without_a_model_loads_the_shipped_default_and_reads_precomputed_e
     assert widget.preview_layer.data.any()
     assert widget.predictor.last_cache_hit and widget.predictor.cache.stats.disk_hits == 1
     assert widget.predictor.cache.stats.misses == 0  # no encoder pass in the GUI
-
-
-class OracleGenerator:
-    """Everything mode returning the bright connected regions of a tile: isolates the tiling from the model."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-
-    def generate(self, image, should_stop=None, progress=None):
-        from skimage.measure import label
-
-        regions = label(image[..., 0] > 128)
-        return [{"segmentation": regions == i, "predicted_iou": 1.0} for i in range(1, regions.max() + 1)]
 
 
 def test_tiled_large_image_merges_an_object_across_tile_borders(widget, qtbot, monkeypatch):
