@@ -10,8 +10,9 @@ progress and a Cancel button; errors become napari notifications.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import napari
 import numpy as np
@@ -357,15 +358,17 @@ class TinySamWidget(Container):
 
         def progress(value: Any) -> None:
             if isinstance(value, tuple) and len(value) == 2:
-                self.progress.max = max(1, value[1])
-                self.progress.value = value[0]
+                with _widget_may_be_gone():
+                    self.progress.max = max(1, value[1])
+                    self.progress.value = value[0]
 
-        def finished() -> None:
+        def finished() -> None:  # also arrives after `returned`, possibly once the viewer has closed
             if self.worker is worker:
                 self.worker = None
-            self.cancel_button.enabled = False
-            if self.labels_layer is not None:
-                self.labels_layer.refresh()
+            with _widget_may_be_gone():
+                self.cancel_button.enabled = self.busy
+                if self.labels_layer is not None:
+                    self.labels_layer.refresh()
 
         def returned(result: Any) -> None:
             finished()  # before on_done, which may start the next step
@@ -454,6 +457,16 @@ class TinySamWidget(Container):
         count = annotator.add_labels(labels)
         self.labels_layer.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
+
+
+@contextmanager
+def _widget_may_be_gone() -> Iterator[None]:
+    """Late worker signals can reach a dock widget whose Qt objects were deleted with the viewer."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "deleted" not in str(exc):
+            raise
 
 
 def _quiet(action: Callable[[], Any]) -> Callable[..., None]:

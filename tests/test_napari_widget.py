@@ -29,6 +29,7 @@ def widget(make_napari_viewer, tiny_backend, qtbot):
     yield w
     w.cancel()
     qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    qtbot.wait(100)  # let the workers' last queued signals arrive before the viewer closes
 
 
 def wait_idle(widget, qtbot):
