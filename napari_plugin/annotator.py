@@ -239,8 +239,9 @@ class StackAnnotator:
         ids = ids[ids > 0]
         if not ids.size:
             return 0
+        first = self.next_id()
         lookup = np.zeros(int(ids.max()) + 1, dtype=np.int64)
-        lookup[ids] = np.arange(self.next_id(), self.next_id() + ids.size)
+        lookup[ids] = np.arange(first, first + ids.size)
         if lookup.max() > np.iinfo(self.labels.dtype).max:
             raise SessionError(f"{int(lookup.max())} labels do not fit the labels layer's {self.labels.dtype}")
         with self.history.recording(self.labels) as rec:

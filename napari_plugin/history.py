@@ -10,8 +10,8 @@ import numpy as np
 
 from tinysam_annotate.session import SessionError
 
-PlaneKey = tuple[int, ...]
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), exclusive ends
+from .planes import PlaneKey
+from .tiles import Box
 
 
 @dataclass

@@ -108,8 +108,7 @@ def filter_areas(labels: np.ndarray, ids: list[int], min_area: int = 0, max_area
     if not ids:
         return []
     unique = np.unique(np.asarray(ids))
-    counts = np.bincount(labels.ravel(), minlength=int(unique.max()) + 1)[unique] if labels.dtype.kind in "ui" else \
-        np.array([(labels == i).sum() for i in unique])
+    counts = np.bincount(labels.ravel(), minlength=int(unique.max()) + 1)[unique]
     too_small = counts < min_area
     too_big = counts > max_area if max_area else np.zeros_like(too_small)
     drop = unique[too_small | too_big]

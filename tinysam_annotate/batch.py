@@ -259,13 +259,15 @@ def annotate_boxes_folder(images: list[Path], detections: dict[str, list[Detecti
     return folder_to_coco(images, out, work, "boxes", progress, categories=categories)
 
 
+def embed_image(path: Path, predictor: Any) -> str:
+    """Put one image's embedding into ``predictor``'s cache: "computed", "cached" or "error: ..." (unreadable)."""
+    try:
+        predictor.set_image(load_image(path).rgb)
+    except ImageError as exc:
+        return f"error: {exc}"
+    return "cached" if predictor.last_cache_hit else "computed"
+
+
 def embed_folder(images: list[Path], predictor: Any, progress: bool = True) -> dict[str, str]:
     """Precompute the embeddings of ``images`` into ``predictor``'s cache; {file: computed|cached|error: ...}."""
-    status: dict[str, str] = {}
-    for path in tqdm(images, desc="embed", unit="image", disable=not progress):
-        try:
-            predictor.set_image(load_image(path).rgb)
-            status[str(path)] = "cached" if predictor.last_cache_hit else "computed"
-        except ImageError as exc:
-            status[str(path)] = f"error: {exc}"
-    return status
+    return {str(path): embed_image(path, predictor) for path in tqdm(images, desc="embed", unit="image", disable=not progress)}

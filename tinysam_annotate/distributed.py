@@ -133,16 +133,10 @@ class EmbedActor:
         self.predictor = SamPredictor(spec.load_backend(), cache=EmbeddingCache(cache_dir))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        from .io.image import load_image
+        from .batch import embed_image
 
-        status = []
-        for path in batch["path"]:
-            try:
-                self.predictor.set_image(load_image(str(path)).rgb)
-                status.append("cached" if self.predictor.last_cache_hit else "computed")
-            except TinySamAnnotateError as exc:
-                status.append(f"error: {exc}")
-        return {"path": [str(p) for p in batch["path"]], "result": status}
+        paths = [str(p) for p in batch["path"]]
+        return {"path": paths, "result": [embed_image(Path(p), self.predictor) for p in paths]}
 
 
 def run_actor_pool(ray_options: RayOptions, paths: list[str], actor: type, constructor_kwargs: dict[str, Any],

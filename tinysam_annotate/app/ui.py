@@ -191,8 +191,12 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         relabel.click(action(lambda s, i, c: h.relabel(s, i, c)), [state, object_id, category], outputs)
         run_everything.click(on_everything, [state, ev_mode, points, iou_thresh, stab_thresh, min_area, category], outputs)
         # Outside the queue so that it runs while everything mode holds this session's queue slot.
-        cancel_everything.click(lambda s: (h.cancel(s) if s is not None else None, "cancelling...")[1], [state], [message],
-                                queue=False)
+        def on_cancel(state):
+            if state is not None:
+                h.cancel(state)
+            return "cancelling..."
+
+        cancel_everything.click(on_cancel, [state], [message], queue=False)
         export.click(on_export, [state], [*outputs, files], api_name="export")
         import_file.upload(action(lambda s, p: h.import_coco(s, p)), [state, import_file], outputs)
     app.queue(max_size=config.queue_size, default_concurrency_limit=4)
