@@ -24,7 +24,7 @@ from napari.utils.notifications import show_error
 
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.predictor import SamPredictor
-from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS
+from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS, everything_thresholds
 from tinysam_annotate.session import SessionError
 
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
@@ -80,9 +80,9 @@ class TinySamWidget(Container):
         self.undo_button = PushButton(text="Undo [u]")
         self.redo_button = PushButton(text="Redo [y]")
         self.mode = ComboBox(label="mode", choices=["hierarchical", "grid"], value="hierarchical")
-        # The app's defaults: tinysam-synth predicts IoUs below SAM's 0.88 / 0.95 thresholds.
-        self.pred_iou = FloatSpinBox(label="min IoU", min=0.0, max=1.0, step=0.05, value=0.7, tooltip="predicted IoU")
-        self.stability = FloatSpinBox(label="min stability", min=0.0, max=1.0, step=0.05, value=0.9)
+        tuned = everything_thresholds(DEFAULT_MODEL)
+        self.pred_iou = FloatSpinBox(label="min IoU", min=0.0, max=1.0, step=0.05, value=tuned.pred_iou, tooltip="predicted IoU")
+        self.stability = FloatSpinBox(label="min stability", min=0.0, max=1.0, step=0.05, value=tuned.stability)
         self.min_area = SpinBox(label="min area", min=0, max=10**9, value=0, tooltip="pixels")
         self.max_area = SpinBox(label="max area", min=0, max=10**9, value=0, tooltip="pixels; 0: no limit")
         self.everything_button = PushButton(text="Everything: this slice")

@@ -67,10 +67,20 @@ def test_cli_everything(folder, tmp_path, capsys):
             "--model", str(ckpt), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
             "--no-progress"]
     assert main(args) == 0
-    assert "2 images annotated" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 images annotated" in out and "predicted IoU >= 0.0, stability >= 0.0" in out
     assert main(args) == 0
     assert "2 already done" in capsys.readouterr().out
     assert main(["everything", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d.json"), "--model", str(ckpt)]) == 2
+
+
+def test_cli_everything_uses_the_models_tuned_thresholds(folder, tmp_path, capsys):
+    """Unset thresholds come from the registry: a checkpoint path gets SAM's 0.88 / 0.95."""
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam(seed=5).state_dict(), ckpt)
+    assert main(["everything", str(folder / "img0.png"), "--out", str(tmp_path / "c.json"), "--model", str(ckpt),
+                 "--points-per-side", "4", "--no-progress"]) == 0
+    assert "predicted IoU >= 0.88, stability >= 0.95" in capsys.readouterr().out
 
 
 def test_duplicate_file_names_are_refused(folder, tmp_path):

@@ -75,3 +75,12 @@ def test_bf16_autocast_is_close_to_fp32_and_keyed_apart(tiny_sam, scene):
     assert b.features.dtype == np.float32
     rel = np.abs(a.features - b.features).mean() / np.abs(a.features).mean()
     assert rel < 0.05
+
+
+def test_everything_thresholds_follow_the_model():
+    from tinysam_annotate.registry import DEFAULT_MODEL, SAM_THRESHOLDS, everything_thresholds
+
+    assert everything_thresholds(None) == everything_thresholds(DEFAULT_MODEL)
+    assert everything_thresholds("tinysam-synth").pred_iou == 0.7 and everything_thresholds("tinysam-synth").stability == 0.9
+    assert everything_thresholds("sam_vit_h") == SAM_THRESHOLDS == everything_thresholds("/some/checkpoint.pth")
+    assert (SAM_THRESHOLDS.pred_iou, SAM_THRESHOLDS.stability) == (0.88, 0.95)

@@ -52,10 +52,15 @@ def _report(result: Any, out: str) -> int:
 def cmd_everything(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
     from .batch import annotate_folder, make_generator
 
+    from .registry import everything_thresholds
+
     images = _images(args)
-    args.generator_options = dict(points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-                                  stability_score_thresh=args.stability_score_thresh, box_nms_thresh=args.box_nms_thresh,
-                                  min_mask_region_area=args.min_area)
+    tuned = everything_thresholds(args.model)
+    iou = tuned.pred_iou if args.pred_iou_thresh is None else args.pred_iou_thresh
+    stability = tuned.stability if args.stability_score_thresh is None else args.stability_score_thresh
+    print(f"everything mode: {args.mode}, {args.points_per_side} points per side, predicted IoU >= {iou}, stability >= {stability}")
+    args.generator_options = dict(points_per_side=args.points_per_side, pred_iou_thresh=iou, stability_score_thresh=stability,
+                                  box_nms_thresh=args.box_nms_thresh, min_mask_region_area=args.min_area)
     if args.engine == "ray":
         from .distributed import annotate_folder_ray
 
@@ -122,8 +127,10 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
     every.add_argument("--labels-dir", help="also write one label TIFF per image here")
     every.add_argument("--points-per-side", type=int, default=32)
-    every.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    every.add_argument("--stability-score-thresh", type=float, default=0.95)
+    every.add_argument("--pred-iou-thresh", type=float,
+                       help="minimum predicted IoU (default: what the model was tuned for, tinysam-synth 0.7; SAM's 0.88 otherwise)")
+    every.add_argument("--stability-score-thresh", type=float,
+                       help="minimum stability score (default: the model's, tinysam-synth 0.9; SAM's 0.95 otherwise)")
     every.add_argument("--box-nms-thresh", type=float, default=0.7)
     every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
     model_options(every)

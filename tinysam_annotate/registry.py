@@ -17,6 +17,17 @@ SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass(frozen=True)
+class EverythingThresholds:
+    """Everything-mode filters a model was tuned for: predicted IoU and stability score minimums."""
+
+    pred_iou: float = 0.88
+    stability: float = 0.95
+
+
+SAM_THRESHOLDS = EverythingThresholds()
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A named model. ``arch`` is a key of ``sam_model_registry``."""
 
@@ -30,6 +41,7 @@ class ModelSpec:
     description: str
     always_multimask: bool
     onnx_dir: str | None = None  # a folder of exported ONNX files shipped next to the checkpoint
+    everything: EverythingThresholds = SAM_THRESHOLDS
 
 
 DEFAULT_MODEL = "tinysam-synth"
@@ -49,6 +61,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "TinySAM architecture trained from scratch on synthetic cells, nuclei, coins and shapes; the default model",
             True,
             "tinysam_synth_onnx",
+            # Its predicted IoUs sit in 0.5-0.85, so SAM's 0.88 / 0.95 would keep almost nothing (model card).
+            EverythingThresholds(pred_iou=0.7, stability=0.9),
         ),
         ModelSpec(
             "tinysam",
@@ -131,6 +145,12 @@ def get_spec(name: str) -> ModelSpec:
         return MODEL_SPECS[name]
     except KeyError:
         raise ModelNotFoundError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_SPECS))}") from None
+
+
+def everything_thresholds(name: str | None) -> EverythingThresholds:
+    """The everything-mode thresholds for a registered model name (None: the default model); SAM's otherwise."""
+    spec = MODEL_SPECS.get(name or DEFAULT_MODEL)
+    return spec.everything if spec is not None else SAM_THRESHOLDS
 
 
 def find_model_file(spec: ModelSpec) -> Path | None:
