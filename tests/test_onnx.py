@@ -78,6 +78,46 @@ def test_decoder_batches_and_single_mask_mode(tiny_onnx, scene):
             assert lo.shape == lt.shape and np.abs(lo - lt).max() < 1e-3 and np.abs(io - it).max() < 1e-4
 
 
+def test_one_broadcast_no_mask_equals_one_per_prompt(tiny_onnx, scene):
+    """Without mask inputs one dense embedding serves all prompts (the image-side work runs once)."""
+    sam, folder = tiny_onnx
+    emb = TorchBackend(sam).encode(np.ascontiguousarray(scene))
+    rng = np.random.default_rng(1)
+    batch = 9
+    coords = rng.uniform(0, 256, size=(batch, 2, 2)).astype(np.float32)
+    labels = np.array([[1, -1]] * 5 + [[2, 3]] * 4, np.float32)
+    session = OnnxBackend(folder, providers=["cpu"]).decoder
+    feeds = dict(image_embeddings=emb, point_coords=coords, point_labels=labels, has_mask_input=np.zeros(1, np.float32))
+    one = session.run(None, dict(feeds, mask_input=np.zeros((1, 1, 64, 64), np.float32)))
+    per_prompt = session.run(None, dict(feeds, mask_input=np.zeros((batch, 1, 64, 64), np.float32)))
+    assert one[0].shape == per_prompt[0].shape == (batch, 4, 64, 64)
+    assert np.abs(one[0] - per_prompt[0]).max() < 1e-4 and np.abs(one[1] - per_prompt[1]).max() < 1e-5
+    pe = sam.prompt_encoder
+    with torch.inference_mode():
+        sparse = pe.embed_labeled_points(torch.from_numpy(coords), torch.from_numpy(labels).long())
+        args = (torch.from_numpy(emb), pe.get_dense_pe(), sparse)
+        shared = sam.mask_decoder.predict_masks(*args, pe.no_mask_dense(1))
+        repeated = sam.mask_decoder.predict_masks(*args, pe.no_mask_dense(batch))
+    assert shared[0].shape == (batch, 4, 64, 64)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(shared, repeated))
+
+
+def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_onnx, scene, tmp_path):
+    sam, folder = tiny_onnx
+    old = tmp_path / "v2"
+    old.mkdir()
+    for f in folder.iterdir():
+        (old / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((old / "manifest.json").read_text())
+    (old / "manifest.json").write_text(json.dumps(dict(manifest, export_version="2")))
+    emb = TorchBackend(sam).encode(np.ascontiguousarray(scene))
+    coords = np.array([[[30.0, 40.0]], [[100.0, 120.0]]], np.float32)
+    labels = np.ones((2, 1))
+    new_out = OnnxBackend(folder, providers=["cpu"]).decode(emb, coords, labels, None, True)
+    old_out = OnnxBackend(old, providers=["cpu"]).decode(emb, coords, labels, None, True)
+    assert np.allclose(new_out[0], old_out[0], atol=1e-4) and np.allclose(new_out[1], old_out[1], atol=1e-5)
+
+
 def test_sam_style_decoder_honours_single_mask(tmp_path):
     sam = make_tiny_sam("vit", always_multimask=False, seed=3)
     folder = export_onnx(sam, tmp_path / "vit", weights_hash="v", model_id="v")

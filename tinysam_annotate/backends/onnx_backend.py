@@ -64,6 +64,8 @@ class OnnxBackend:
         if strict and self.provider != self.plan.names[0]:
             raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
         self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
+        # Export version 3 graphs broadcast one zero mask over all prompts; older ones need one per prompt.
+        self._mask_broadcasts = int(self.manifest.get("export_version", 0)) >= 3
 
     @property
     def device_description(self) -> str:
@@ -95,7 +97,7 @@ class OnnxBackend:
             "mask_input": (
                 np.ascontiguousarray(mask_input, dtype=np.float32)
                 if has_mask
-                else np.zeros((batch, 1, self.low_res_size, self.low_res_size), np.float32)
+                else np.zeros((1 if self._mask_broadcasts else batch, 1, self.low_res_size, self.low_res_size), np.float32)
             ),
             "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
         }

@@ -94,7 +94,7 @@ class TorchBackend:
         if mask_input is not None:
             dense = pe.embed_masks(mask_input.to(self.device, torch.float32))
         else:
-            dense = pe.no_mask_dense(sparse.shape[0])
+            dense = pe.no_mask_dense(1)  # broadcast: the decoder then does the image-side work once
         return self.sam.mask_decoder(
             image_embeddings=embedding.to(self.device),
             image_pe=self.dense_pe(),

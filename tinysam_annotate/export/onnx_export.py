@@ -4,7 +4,9 @@ encoder.onnx: ``image`` 1 x 3 x S x S float32 (normalised, padded; see transform
   -> ``image_embeddings`` 1 x 256 x S/16 x S/16.
 decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 float32 (x, y) input-frame
   pixels, ``point_labels`` B x N float32 (-1 pad, 0 bg, 1 fg, 2/3 box corners), ``mask_input``
-  B x 1 x 4e x 4e float32, ``has_mask_input`` 1 float32 -> ``low_res_masks`` B x 4 x 4e x 4e and
+  M x 1 x 4e x 4e float32 with M = B or 1 (one mask for all prompts; send one zero mask when there is
+  none: the first decoder layer's image-side work then runs once, not per prompt), ``has_mask_input``
+  1 float32 -> ``low_res_masks`` B x 4 x 4e x 4e and
   ``iou_predictions`` B x 4 (all four mask tokens; the backend picks tokens 1..3 or 0, so one file
   serves TinySAM's always-multimask and SAM's single-mask behaviour).
 """
@@ -99,7 +101,7 @@ def export_onnx(
             torch.zeros(1, 256, grid, grid),
             torch.zeros(2, 3, 2),
             torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, 1.0]]),
-            torch.zeros(2, 1, low, low),
+            torch.zeros(1, 1, low, low),
             torch.zeros(1),
         )
         torch.onnx.export(
@@ -111,7 +113,7 @@ def export_onnx(
             dynamic_axes={
                 "point_coords": {0: "num_prompts", 1: "num_points"},
                 "point_labels": {0: "num_prompts", 1: "num_points"},
-                "mask_input": {0: "num_prompts"},
+                "mask_input": {0: "num_masks"},
                 "low_res_masks": {0: "num_prompts"},
                 "iou_predictions": {0: "num_prompts"},
             },

@@ -1,7 +1,7 @@
 """Version and file names of exported ONNX folders (torch-free, shared by exporter and runtime)."""
 
 # Bump when the exported graphs change: cached exports with another version are rebuilt.
-EXPORT_VERSION = "2"
+EXPORT_VERSION = "3"
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"

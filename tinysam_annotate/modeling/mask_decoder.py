@@ -74,7 +74,12 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All mask tokens: logits B x 4 x 4h x 4w, IoU B x 4, and the output tokens B x (1 + 4) x C."""
+        """All mask tokens: logits B x 4 x 4h x 4w, IoU B x 4, and the output tokens B x (1 + 4) x C.
+
+        ``image_embeddings`` and ``dense_prompt_embeddings`` may have batch 1 (broadcast over the B prompts):
+        without mask inputs the dense embedding is the same for every prompt, and then the image-side work of
+        the first layer (token->image keys and values, image->token queries) runs once instead of B times.
+        """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings), dim=1)
@@ -82,7 +87,7 @@ class MaskDecoder(nn.Module):
         # Broadcasting a 1-image embedding over the B prompts equals SAM's repeat_interleave and keeps
         # the batch dimension symbolic for ONNX export.
         src = image_embeddings + dense_prompt_embeddings
-        b, c, h, w = src.shape
+        h, w = src.shape[-2:]
 
         hs, src = self.transformer(src, image_pe, tokens)  # image_pe broadcasts over the B prompts
         iou_token_out = hs[:, 0, :]
@@ -92,7 +97,7 @@ class MaskDecoder(nn.Module):
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        masks = (upscaled.flatten(1, 2) @ hyper_in.transpose(1, 2)).transpose(1, 2).reshape(b, -1, 4 * h, 4 * w)
+        masks = (upscaled.flatten(1, 2) @ hyper_in.transpose(1, 2)).transpose(1, 2).reshape(batch, -1, 4 * h, 4 * w)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred, hs[:, : 1 + self.num_mask_tokens, :]
 
