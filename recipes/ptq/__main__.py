@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"# PTQ of {name}", "",
              f"Calibration: {len(calibration)} scikit-image images; evaluation: {len(encoders.images)} other images "
              "(../shared/data photos and nuclei, scikit-image); 64 grid point prompts per image through the float decoder.",
-             "Task loss = KL(masks) + KL(IoUs) against the float model (lower is better).", "",
+             "Task loss = KL(masks) + KL(IoUs) against the float model (lower is better).",
+             f"Search: {cfg.rounds} rounds x {cfg.n_candidates} candidates, {cfg.rows_per_image} rows and "
+             f"{cfg.windows_per_image} attention windows per image.", "",
              "| encoder | bits | task loss | median mask IoU vs float | encoder ms / image (CPU) |", "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.5f} | {r[3]:.4f} | {1000 * r[4]:.0f} |" for r in rows]
     lines += ["", "Fake-quant timings are of the simulation in PyTorch, not of an integer engine; the first fake-quant "
