@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import TinySamAnnotateError
+from .registry import DEFAULT_MODEL, SAM_THRESHOLDS, everything_thresholds
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -51,8 +52,6 @@ def _report(result: Any, out: str) -> int:
 
 def cmd_everything(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
     from .batch import annotate_folder, make_generator
-
-    from .registry import everything_thresholds
 
     images = _images(args)
     tuned = everything_thresholds(args.model)
@@ -127,10 +126,11 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
     every.add_argument("--labels-dir", help="also write one label TIFF per image here")
     every.add_argument("--points-per-side", type=int, default=32)
-    every.add_argument("--pred-iou-thresh", type=float,
-                       help="minimum predicted IoU (default: what the model was tuned for, tinysam-synth 0.7; SAM's 0.88 otherwise)")
-    every.add_argument("--stability-score-thresh", type=float,
-                       help="minimum stability score (default: the model's, tinysam-synth 0.9; SAM's 0.95 otherwise)")
+    tuned, sam = everything_thresholds(DEFAULT_MODEL), SAM_THRESHOLDS
+    every.add_argument("--pred-iou-thresh", type=float, help=f"minimum predicted IoU (default: what the model was tuned "
+                       f"for, {DEFAULT_MODEL} {tuned.pred_iou}; SAM's {sam.pred_iou} otherwise)")
+    every.add_argument("--stability-score-thresh", type=float, help=f"minimum stability score (default: the model's, "
+                       f"{DEFAULT_MODEL} {tuned.stability}; SAM's {sam.stability} otherwise)")
     every.add_argument("--box-nms-thresh", type=float, default=0.7)
     every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
     model_options(every)
