@@ -77,3 +77,42 @@ def test_sam_vit_presets_build_with_official_key_layout():
     assert "image_encoder.blocks.1.attn.rel_pos_h" in keys and "image_encoder.pos_embed" in keys
     assert "mask_decoder.output_hypernetworks_mlps.3.layers.2.weight" in keys
     assert not any(k.endswith("attention_bias_idxs") or k.startswith("pixel_") for k in keys)
+
+
+@pytest.mark.parametrize("prompts, image_batch, tokens", [(1, 1, 7), (3, 1, 6), (3, 3, 9), (2, 2, 20)])
+def test_folded_cross_attention_equals_projecting_the_image(prompts, image_batch, tokens):
+    """Folding the image-side projections into the tokens reassociates products: same result, both ways round."""
+    from tinysam_annotate.modeling.transformer import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, num_heads=4, downsample_rate=2)
+    token_side = torch.randn(prompts, tokens, 64)
+    image_keys, image_values = torch.randn(image_batch, 300, 64), torch.randn(image_batch, 300, 64)
+    with torch.no_grad():
+        reference_t2i = attention(token_side, image_keys, image_values)
+        reference_i2t = attention(image_keys, token_side, token_side)
+        for fold in (True, False, None):
+            attention.fold_projections = fold
+            t2i = attention.attend_few_queries(token_side, image_keys, image_values)
+            i2t = attention.attend_few_keys(image_keys, token_side, token_side)
+            assert t2i.shape == reference_t2i.shape and i2t.shape == reference_i2t.shape == (prompts, 300, 64)
+            torch.testing.assert_close(t2i, reference_t2i, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(i2t, reference_i2t, atol=1e-5, rtol=1e-4)
+
+
+def test_folding_is_chosen_where_it_saves_work(monkeypatch):
+    """One prompt against 4096 image tokens folds; 64 prompts sharing one image project the image once."""
+    from tinysam_annotate.modeling.transformer import Attention
+
+    attention = Attention(256, num_heads=8, downsample_rate=2)
+    projected = []
+    monkeypatch.setattr(Attention, "forward", lambda self, q, k, v: projected.append(q.shape) or q.new_zeros(max(q.shape[0], k.shape[0]), q.shape[1], 256))
+    image = torch.zeros(1, 4096, 256)
+    with torch.no_grad():
+        attention.attend_few_queries(torch.zeros(1, 7, 256), image, image)
+        attention.attend_few_keys(image, torch.zeros(1, 7, 256), torch.zeros(1, 7, 256))
+        assert projected == []
+        attention.attend_few_queries(torch.zeros(64, 7, 256), image, image)
+        attention.attend_few_keys(image, torch.zeros(64, 7, 256), torch.zeros(64, 7, 256))
+        attention.attend_few_queries(torch.zeros(1, 40, 256), image, image)  # many clicks: 8 heads x 40 > 128
+    assert len(projected) == 3

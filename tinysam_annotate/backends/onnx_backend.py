@@ -57,6 +57,10 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or physical_cores()
         options.inter_op_num_threads = 1
+        # Softmax over peaked attention scores yields denormal floats, which x86 multiplies up to 5x slower
+        # (the first decoder layer took 2.1 ms instead of 0.4 ms on some embeddings); values below 1e-38 do
+        # not change a mask. ORT applies this to its threads and to the thread creating its first session.
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.encoder = ort.InferenceSession(str(self.folder / files["encoder"]), options, providers=self.plan.providers)
         self.decoder = ort.InferenceSession(str(self.folder / files["decoder"]), options, providers=self.plan.providers)
         used = self.encoder.get_providers()

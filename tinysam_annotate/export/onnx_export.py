@@ -13,9 +13,11 @@ decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,24 @@ class DecoderGraph(nn.Module):
         return masks, iou
 
 
+@contextlib.contextmanager
+def folded_cross_attention(sam: Sam) -> Iterator[None]:
+    """Trace the decoder's cross-attentions with their image-side projections folded (see Attention).
+
+    A traced graph keeps one way for every prompt count; folding is 1.2-1.4x faster for a click and still
+    faster for the 64-prompt batches of everything mode than projecting the image once and sharing it.
+    """
+    cross = sam.mask_decoder.transformer.cross_attentions()
+    before = [m.fold_projections for m in cross]
+    for module in cross:
+        module.fold_projections = True
+    try:
+        yield
+    finally:
+        for module, value in zip(cross, before):
+            module.fold_projections = value
+
+
 def export_onnx(
     sam: Sam,
     out_dir: str | os.PathLike,
@@ -104,22 +124,23 @@ def export_onnx(
             torch.zeros(1, 1, low, low),
             torch.zeros(1),
         )
-        torch.onnx.export(
-            DecoderGraph(sam).eval(),
-            dummy,
-            str(out / DECODER_FILE),
-            input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
-            output_names=["low_res_masks", "iou_predictions"],
-            dynamic_axes={
-                "point_coords": {0: "num_prompts", 1: "num_points"},
-                "point_labels": {0: "num_prompts", 1: "num_points"},
-                "mask_input": {0: "num_masks"},
-                "low_res_masks": {0: "num_prompts"},
-                "iou_predictions": {0: "num_prompts"},
-            },
-            opset_version=opset,
-            dynamo=False,
-        )
+        with folded_cross_attention(sam):
+            torch.onnx.export(
+                DecoderGraph(sam).eval(),
+                dummy,
+                str(out / DECODER_FILE),
+                input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+                output_names=["low_res_masks", "iou_predictions"],
+                dynamic_axes={
+                    "point_coords": {0: "num_prompts", 1: "num_points"},
+                    "point_labels": {0: "num_prompts", 1: "num_points"},
+                    "mask_input": {0: "num_masks"},
+                    "low_res_masks": {0: "num_prompts"},
+                    "iou_predictions": {0: "num_prompts"},
+                },
+                opset_version=opset,
+                dynamo=False,
+            )
     manifest = {
         "export_version": EXPORT_VERSION,
         "model_id": model_id,
