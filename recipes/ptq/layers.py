@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinysam_annotate.modeling.tiny_vit import Conv2dBN, WindowAttention
+from tinysam_annotate.modeling.tiny_vit import Conv2dBN, WindowAttention, attend_in_windows
 
 from .quantizers import GELU_MIN, qmax, twin_gelu, twin_softmax, uniform
 
@@ -159,6 +159,7 @@ class QuantAttention(nn.Module):
         super().__init__()
         self.bits = bits
         self.num_heads, self.key_dim, self.scale = attn.num_heads, attn.key_dim, attn.scale
+        self.window_size = attn.window_size
         self.norm = attn.norm
         self.qkv = QuantLinear(attn.qkv, bits)
         self.proj = QuantLinear(attn.proj, bits)
@@ -175,6 +176,10 @@ class QuantAttention(nn.Module):
 
     def clear(self) -> None:
         self.records = []
+
+    def attend_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x H x W x C maps through the windows (TinyViTBlock's interface)."""
+        return attend_in_windows(self, tokens, self.window_size)
 
     def _headwise(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         if self.deploy:  # QDQ has one scale per activation tensor: the largest head's

@@ -96,12 +96,14 @@ class PatchMerging(nn.Module):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside a window with a learned bias per (|dy|, |dx|) offset.
 
-    Input and output: (num_windows * B) x (window * window) x C.
+    ``forward``: (num_windows * B) x (window * window) x C windows, as in the official code.
+    ``attend_map``: B x H x W x C maps, the same result with fewer memory copies (used by TinyViTBlock).
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.window_size = window_size
         self.key_dim = dim // num_heads
         self.scale = self.key_dim**-0.5
         self.norm = nn.LayerNorm(dim)
@@ -119,14 +121,46 @@ class WindowAttention(nn.Module):
         n = len(points)
         self.register_buffer("attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(n, n), persistent=False)
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q, k, v: windows x heads x n x key_dim -> windows x heads x n x key_dim."""
+        attn = (q @ k.transpose(-2, -1)) * self.scale + self.attention_biases[:, self.attention_bias_idxs]
+        return attn.softmax(dim=-1) @ v
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.key_dim)
-        q, k, v = qkv.split(self.key_dim, dim=3)
-        q, k, v = (t.permute(0, 2, 1, 3) for t in (q, k, v))
-        attn = (q @ k.transpose(-2, -1)) * self.scale + self.attention_biases[:, self.attention_bias_idxs]
-        x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, -1)
-        return self.proj(x)
+        # The qkv rows are ordered (head, q|k|v, key_dim).
+        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, self.key_dim)
+        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
+        return self.proj(self._attend(q, k, v).transpose(1, 2).reshape(b, n, -1))
+
+    def attend_map(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x H x W x C -> B x H x W x C: attention in zero-padded windows, then cropped, as ``forward`` on
+        :func:`window_partition` windows followed by :func:`window_unpartition`.
+
+        LayerNorm, qkv and proj act on each token alone, so they run on the whole map, and one transpose
+        does the window partition and the split into q, k, v heads (another one undoes it). In ONNX
+        Runtime this halves the copies of the attention block; proj runs on the cropped map.
+        """
+        b, h, w, c = tokens.shape
+        ws, heads = self.window_size, self.num_heads
+        padded, (hp, wp) = _pad_to_windows(tokens, ws)
+        rows, cols = hp // ws, wp // ws
+        qkv = self.qkv(self.norm(padded)).view(b, rows, ws, cols, ws, heads, 3, self.key_dim)
+        qkv = qkv.permute(6, 0, 1, 3, 5, 2, 4, 7).reshape(3, b * rows * cols, heads, ws * ws, self.key_dim)
+        q, k, v = qkv.unbind(0)
+        out = self._attend(q, k, v).view(b, rows, cols, heads, ws, ws, self.key_dim)
+        out = out.permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
+        if (hp, wp) != (h, w):
+            out = out[:, :h, :w]
+        return self.proj(out)
+
+
+def attend_in_windows(attention: nn.Module, tokens: torch.Tensor, window_size: int) -> torch.Tensor:
+    """B x H x W x C -> B x H x W x C through any module taking (num_windows * B) x (ws * ws) x C windows."""
+    b, h, w, c = tokens.shape
+    windows, padded_hw = window_partition(tokens, window_size)
+    attended = attention(windows.view(-1, window_size * window_size, c)).view(-1, window_size, window_size, c)
+    return window_unpartition(attended, window_size, padded_hw, (h, w))
 
 
 class Mlp(nn.Module):
@@ -143,13 +177,19 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(self.norm(x))))
 
 
-def window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """B x H x W x C -> (B * nWin) x ws x ws x C, zero-padding H and W up to multiples of ws."""
-    b, h, w, c = x.shape
+def _pad_to_windows(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad B x H x W x C at the bottom and right to multiples of ws; returns it and (Hp, Wp)."""
+    h, w = x.shape[1:3]
     pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
     if pad_h or pad_w:
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-    hp, wp = h + pad_h, w + pad_w
+    return x, (h + pad_h, w + pad_w)
+
+
+def window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """B x H x W x C -> (B * nWin) x ws x ws x C, zero-padding H and W up to multiples of ws."""
+    b, _, _, c = x.shape
+    x, (hp, wp) = _pad_to_windows(x, ws)
     x = x.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, ws, ws, c), (hp, wp)
 
@@ -168,18 +208,13 @@ class TinyViTBlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float, local_conv_size: int) -> None:
         super().__init__()
-        self.window_size = window_size
         self.attn = WindowAttention(dim, num_heads, window_size)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.local_conv = Conv2dBN(dim, dim, ks=local_conv_size, stride=1, pad=local_conv_size // 2, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        ws = self.window_size
         tokens = x.permute(0, 2, 3, 1)  # B x H x W x C
-        windows, padded_hw = window_partition(tokens, ws)
-        attended = self.attn(windows.view(-1, ws * ws, c)).view(-1, ws, ws, c)
-        tokens = tokens + window_unpartition(attended, ws, padded_hw, (h, w))
+        tokens = tokens + self.attn.attend_map(tokens)
         x = self.local_conv(tokens.permute(0, 3, 1, 2))
         tokens = x.permute(0, 2, 3, 1)
         tokens = tokens + self.mlp(tokens)
