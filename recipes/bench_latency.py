@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "latency.md"
 CONFORMANCE = ROOT.parent.parent / "shared" / "conformance" / "vit_t.pth"
 
+SETTLE_S = 0.5
+
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
     ms = 1000 * np.asarray(samples)
@@ -71,6 +73,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in engines}
     for _ in range(args.rounds):
         for name, engine in engines.items():
+            # ORT's and OpenMP's worker threads spin for a while after a run; on 2 cores they would steal
+            # time from the next engine, so each one starts on a quiet machine.
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             engine.encode(resized)
             times[name].append(time.perf_counter() - start)
