@@ -118,6 +118,20 @@ def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_
     assert np.allclose(new_out[0], old_out[0], atol=1e-4) and np.allclose(new_out[1], old_out[1], atol=1e-5)
 
 
+def test_export_traces_the_decoder_with_folded_cross_attention(monkeypatch, tmp_path):
+    """Only the token self-attentions project with ``forward`` in the traced decoder; the model is left as it was."""
+    from tinysam_annotate.modeling.transformer import Attention
+
+    sam = make_tiny_sam()
+    cross = sam.mask_decoder.transformer.cross_attentions()
+    projected = []
+    original = Attention.forward
+    monkeypatch.setattr(Attention, "forward", lambda self, q, k, v: projected.append(self) or original(self, q, k, v))
+    export_onnx(sam, tmp_path, weights_hash="tiny", model_id="tiny", check=False)
+    assert projected and not [a for a in projected if any(a is c for c in cross)]
+    assert all(a.fold_projections is None for a in cross)
+
+
 def test_sam_style_decoder_honours_single_mask(tmp_path):
     sam = make_tiny_sam("vit", always_multimask=False, seed=3)
     folder = export_onnx(sam, tmp_path / "vit", weights_hash="v", model_id="v")

@@ -5,7 +5,7 @@ encoder.onnx: ``image`` 1 x 3 x S x S float32 (normalised, padded; see transform
 decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 float32 (x, y) input-frame
   pixels, ``point_labels`` B x N float32 (-1 pad, 0 bg, 1 fg, 2/3 box corners), ``mask_input``
   M x 1 x 4e x 4e float32 with M = B or 1 (one mask for all prompts; send one zero mask when there is
-  none: the first decoder layer's image-side work then runs once, not per prompt), ``has_mask_input``
+  none: the first decoder layer then reads one image for all prompts instead of one copy per prompt), ``has_mask_input``
   1 float32 -> ``low_res_masks`` B x 4 x 4e x 4e and
   ``iou_predictions`` B x 4 (all four mask tokens; the backend picks tokens 1..3 or 0, so one file
   serves TinySAM's always-multimask and SAM's single-mask behaviour).

@@ -77,8 +77,8 @@ class MaskDecoder(nn.Module):
         """All mask tokens: logits B x 4 x 4h x 4w, IoU B x 4, and the output tokens B x (1 + 4) x C.
 
         ``image_embeddings`` and ``dense_prompt_embeddings`` may have batch 1 (broadcast over the B prompts):
-        without mask inputs the dense embedding is the same for every prompt, and then the image-side work of
-        the first layer (token->image keys and values, image->token queries) runs once instead of B times.
+        without mask inputs the dense embedding is the same for every prompt, and the first layer then projects
+        the image once for all B prompts (or folds the projections into the tokens, see ``Attention``).
         """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
