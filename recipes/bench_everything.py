@@ -40,8 +40,9 @@ CONFORMANCE = ROOT.parent.parent / "shared" / "conformance"
 class PerPromptTorchBackend(TorchBackend):
     """segment-anything's decoding cost: the image embedding (plus dense prompt) repeated for every prompt.
 
-    Our decoder shares the first layer's image-side work across a batch when there is no mask input; the
-    reference repeat_interleaves the embedding, so its cost model decodes each prompt from scratch.
+    Our decoder shares the first layer's image-side work across a batch when there is no mask input and folds
+    the image-side projections of cross-attention into the prompt tokens; the reference repeat_interleaves the
+    embedding and projects it for every prompt, so its cost model does both.
     """
 
     @torch.inference_mode()
@@ -50,8 +51,9 @@ class PerPromptTorchBackend(TorchBackend):
             return super().decode_tensors(embedding, coords, labels, mask_input, multimask_output)
         pe = self.sam.prompt_encoder
         sparse = pe.embed_labeled_points(coords.to(self.device, torch.float32), labels.to(self.device))
-        return self.sam.mask_decoder(embedding.to(self.device), self.dense_pe(), sparse, pe.no_mask_dense(len(sparse)),
-                                     multimask_output)
+        with self.sam.mask_decoder.transformer.folding(False):  # segment-anything projects the image tokens
+            return self.sam.mask_decoder(embedding.to(self.device), self.dense_pe(), sparse,
+                                         pe.no_mask_dense(len(sparse)), multimask_output)
 
 
 def reference_style(predictor: SamPredictor, image: np.ndarray, n: int, iou_t: float, stab_t: float, nms_t: float) -> list:

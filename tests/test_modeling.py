@@ -106,7 +106,12 @@ def test_folding_is_chosen_where_it_saves_work(monkeypatch):
 
     attention = Attention(256, num_heads=8, downsample_rate=2)
     projected = []
-    monkeypatch.setattr(Attention, "forward", lambda self, q, k, v: projected.append(q.shape) or q.new_zeros(max(q.shape[0], k.shape[0]), q.shape[1], 256))
+
+    def record_projection(self, q, k, v):
+        projected.append(q.shape)
+        return q.new_zeros(max(q.shape[0], k.shape[0]), q.shape[1], 256)
+
+    monkeypatch.setattr(Attention, "forward", record_projection)
     image = torch.zeros(1, 4096, 256)
     with torch.no_grad():
         attention.attend_few_queries(torch.zeros(1, 7, 256), image, image)

@@ -13,11 +13,9 @@ decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 f
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,24 +63,6 @@ class DecoderGraph(nn.Module):
         return masks, iou
 
 
-@contextlib.contextmanager
-def folded_cross_attention(sam: Sam) -> Iterator[None]:
-    """Trace the decoder's cross-attentions with their image-side projections folded (see Attention).
-
-    A traced graph keeps one way for every prompt count; folding is 1.2-1.4x faster for a click and still
-    faster for the 64-prompt batches of everything mode than projecting the image once and sharing it.
-    """
-    cross = sam.mask_decoder.transformer.cross_attentions()
-    before = [m.fold_projections for m in cross]
-    for module in cross:
-        module.fold_projections = True
-    try:
-        yield
-    finally:
-        for module, value in zip(cross, before):
-            module.fold_projections = value
-
-
 def export_onnx(
     sam: Sam,
     out_dir: str | os.PathLike,
@@ -124,7 +104,10 @@ def export_onnx(
             torch.zeros(1, 1, low, low),
             torch.zeros(1),
         )
-        with folded_cross_attention(sam):
+        # A traced graph keeps one way for every prompt count. Folding the image-side projections into the
+        # tokens (see Attention) is 1.3x faster for a click and still faster for 64-prompt batches than
+        # projecting the shared image once.
+        with sam.mask_decoder.transformer.folding(True):
             torch.onnx.export(
                 DecoderGraph(sam).eval(),
                 dummy,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -137,6 +140,19 @@ class TwoWayTransformer(nn.Module):
         """The attentions between prompt tokens and image tokens (the ones that can fold projections)."""
         per_layer = [(layer.cross_attn_token_to_image, layer.cross_attn_image_to_token) for layer in self.layers]
         return [attention for pair in per_layer for attention in pair] + [self.final_attn_token_to_image]
+
+    @contextlib.contextmanager
+    def folding(self, fold: bool | None) -> Iterator[None]:
+        """Within the block, every cross-attention folds (True), projects (False) or decides per call (None)."""
+        cross = self.cross_attentions()
+        before = [attention.fold_projections for attention in cross]
+        for attention in cross:
+            attention.fold_projections = fold
+        try:
+            yield
+        finally:
+            for attention, value in zip(cross, before):
+                attention.fold_projections = value
 
     def forward(
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
