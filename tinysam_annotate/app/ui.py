@@ -77,7 +77,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     upload = gr.File(label="upload (PNG, JPEG, TIFF incl. 16-bit / multichannel)", file_count="single",
                                      type="filepath", elem_id="upload")
                     channels = gr.Textbox(label="channels for multichannel images (e.g. 0 or 2,1,0)", value="", max_lines=1)
-                    with gr.Row():
+                    with gr.Row(equal_height=True):  # else the button leaves an empty grey cell under it
                         example = gr.Dropdown(list(config.examples), value=config.examples[0], label="example", scale=2)
                         open_example = gr.Button("Open example", elem_id="btn-example", scale=1)
                 mode = gr.Radio(list(h.MODES), value="positive", label="click mode", elem_id="mode")
