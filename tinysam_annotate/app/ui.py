@@ -7,7 +7,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ..errors import TinySamAnnotateError
-from ..registry import DEFAULT_MODEL, MODEL_SPECS, everything_thresholds, find_model_file
+from ..registry import DEFAULT_MODEL, MODEL_SPECS, SAM_THRESHOLDS, everything_thresholds, find_model_file
 from . import handlers as h
 from .engine import AppConfig, EngineRegistry
 from .render import canvas
@@ -103,8 +103,10 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     ev_mode = gr.Radio(["hierarchical", "grid"], value="hierarchical", label="strategy")
                     points = gr.Slider(8, 64, value=32, step=4, label="points per side")
                     tuned = everything_thresholds(DEFAULT_MODEL)
-                    iou_thresh = gr.Slider(0.0, 1.0, value=tuned.pred_iou, step=0.01, label="predicted IoU threshold (SAM: 0.88)")
-                    stab_thresh = gr.Slider(0.0, 1.0, value=tuned.stability, step=0.01, label="stability threshold (SAM: 0.95)")
+                    iou_thresh = gr.Slider(0.0, 1.0, value=tuned.pred_iou, step=0.01,
+                                           label=f"predicted IoU threshold (SAM: {SAM_THRESHOLDS.pred_iou})")
+                    stab_thresh = gr.Slider(0.0, 1.0, value=tuned.stability, step=0.01,
+                                            label=f"stability threshold (SAM: {SAM_THRESHOLDS.stability})")
                     min_area = gr.Number(value=0, precision=0, label="min object area (px)", minimum=0)
                     with gr.Row():
                         run_everything = gr.Button("Segment everything", elem_id="btn-everything", scale=2)
