@@ -49,8 +49,10 @@ def annotation_json(image_id: int, file_name: str, masks: np.ndarray) -> dict:
         rows, cols = np.nonzero(mask)
         x0, y0, x1, y1 = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
         # point_coords: SA-1B stores the point that produced the mask; an interior point is the closest analogue.
-        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        # The distance transform runs on the mask's box only (a full-image one per mask dominated writing).
+        dist = ndimage.distance_transform_edt(np.pad(mask[y0:y1, x0:x1], 1))[1:-1, 1:-1]
         py, px = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        py, px = py + y0, px + x0
         annotations.append(
             {
                 "id": image_id * 10_000 + index,
