@@ -204,3 +204,98 @@ def test_command_line_trains_exports_and_plots(corpus, tmp_path):
     main([str(tmp_path / "c.yaml"), "--steps", "2", "--student-encoder", encoder, "--export", str(tmp_path / "s.pth")])
     assert (tmp_path / "run" / "loss_curves.png").exists() and (tmp_path / "s.pth").exists()
     assert [r["step"] for r in read_log(tmp_path / "run" / LOG_NAME)] == [1, 2]
+
+
+def test_dense_targets_separate_touching_objects():
+    from recipes.distill.dense import dense_targets
+
+    gt = torch.zeros(2, 12, 12)
+    gt[0, 2:8, 1:6] = 1
+    gt[1, 2:8, 6:11] = 1  # touches object 0 along column 5 | 6
+    fg, boundary, centre = dense_targets(gt)
+    assert torch.equal(fg, (gt > 0.5).any(dim=0).float())
+    assert boundary[4, 5] == 1 and boundary[4, 6] == 1  # the shared border is boundary on both sides
+    assert boundary[4, 3] == 0 and boundary[0, 0] == 0
+    assert centre.max() == 1 and centre[0, 0] == 0 and centre[2, 1] < centre[4, 3]
+    assert dense_targets(torch.zeros(0, 12, 12)).shape == (3, 12, 12)
+
+
+def test_outside_box_loss_penalises_spill_only_outside_box_and_object():
+    from recipes.distill.losses import outside_box_loss
+
+    target = torch.zeros(1, 16, 16)
+    target[0, 4:12, 4:12] = 1
+    box = torch.tensor([[16.0, 16.0, 48.0, 48.0]])  # pixels 4..11 in the low-res frame at stride 4
+    inside = torch.full((1, 3, 16, 16), -20.0)
+    inside[..., 4:12, 4:12] = 20.0
+    spilling = inside.clone()
+    spilling[..., :, 13:] = 20.0
+    assert outside_box_loss(inside, box, target, 4) < 1e-6
+    assert outside_box_loss(spilling, box, target, 4) > 1.0
+    tight = torch.tensor([[24.0, 24.0, 40.0, 40.0]])  # a jittered box that cuts the object: object pixels are free
+    assert outside_box_loss(inside, tight, target, 4) < 1e-6
+
+
+def test_phases_change_crop_and_batch_at_their_steps(corpus, tmp_path):
+    phases = [{"from_step": 0, "crop": 128, "batch_size": 3}, {"from_step": 2, "crop": 256, "batch_size": 1}]
+    cfg = tiny_config(corpus, tmp_path, phases=phases, prompts_per_image=2, max_rounds=0)
+    assert cfg.at_step(1).crop == 128 and cfg.at_step(2).crop == 256 and cfg.at_step(9).batch_size == 1
+    trainer = Trainer(cfg)
+    first = trainer.next_batch()
+    assert len(first) == 3 and first[0].image.shape[-1] == 128
+    trainer.step = 2
+    later = trainer.next_batch()
+    assert len(later) == 1 and later[0].image.shape[-1] == 256
+    with pytest.raises(ValueError, match="from_step"):
+        tiny_config(corpus, tmp_path, phases=[{"crop": 128}])
+    with pytest.raises(ValueError, match="crop"):
+        tiny_config(corpus, tmp_path, phases=[{"from_step": 0, "crop": 100}])
+    with pytest.raises(ValueError, match="lr"):
+        tiny_config(corpus, tmp_path, phases=[{"from_step": 0, "lr": 1.0}])
+
+
+def test_scale_augmentation_shrinks_the_content_inside_the_frame(corpus):
+    from recipes.data.sa1b import Sa1bFolder
+
+    record = Sa1bFolder(corpus)[0]
+    whole, half = prepare_sample(record, 256), prepare_sample(record, 256, scale=0.5)
+    assert half.image.shape == whole.image.shape
+    assert (half.gt > 0.5).sum() < 0.4 * (whole.gt > 0.5).sum()  # a quarter of the area, give or take resampling
+    assert torch.all(half.image[:, 130:, 130:] == 0)  # padding beyond the half-size content
+
+
+def test_new_loss_terms_train_and_the_dense_head_is_saved_but_not_exported(corpus, tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config(corpus, tmp_path, max_rounds=0, w_dense=1.0, w_outside=1.0, iou_loss="mse", box_fraction=1.0)
+    trainer = Trainer(cfg)
+    log = _fixed_batch_run(trainer, 25)
+    assert {"dense", "outside", "t_encoder", "t_decoder", "t_backward"} <= set(log[0])
+    for term in ("dense", "outside", "loss"):
+        first, last = np.mean([r[term] for r in log[:3]]), np.mean([r[term] for r in log[-3:]])
+        assert last < first, term
+    trainer.save()
+    again = Trainer(cfg)
+    assert again.resume()
+    for a, b in zip(trainer.dense_head.parameters(), again.dense_head.parameters()):
+        assert torch.equal(a, b)
+    exported = torch.load(trainer.export_weights(tmp_path / "s.pth"), weights_only=True)
+    assert not any(k.startswith("dense") for k in exported) and set(exported) == set(trainer.student.state_dict())
+
+
+def test_bf16_is_chosen_only_where_it_is_fast(corpus, tmp_path, monkeypatch):
+    from recipes.distill import train
+
+    monkeypatch.setattr(train, "fast_bf16", lambda device: False)
+    assert Trainer(tiny_config(corpus, tmp_path, bf16=None)).autocast["enabled"] is False
+    monkeypatch.setattr(train, "fast_bf16", lambda device: True)
+    assert Trainer(tiny_config(corpus, tmp_path, bf16=None)).autocast["enabled"] is True
+    assert Trainer(tiny_config(corpus, tmp_path, bf16=False)).autocast["enabled"] is False
+
+
+def test_stop_file_ends_a_command_line_run_cleanly(corpus, tmp_path):
+    from recipes.distill.__main__ import _stop_requests
+
+    with _stop_requests(tmp_path) as stop:
+        assert not stop()
+        (tmp_path / "STOP").touch()
+        assert stop()

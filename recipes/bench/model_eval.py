@@ -35,15 +35,17 @@ SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def heldout_scores(predictor: SamPredictor, folder: str | Path, max_objects: int = 20, click_images: int = 0,
-                   max_clicks: int = 9, progress: bool = True) -> PromptScores:
-    """1-point (deepest interior pixel) and box IoUs over up to ``max_objects`` objects per held-out scene.
+                   max_clicks: int = 9, progress: bool = True, max_scenes: int | None = None) -> PromptScores:
+    """1-point (deepest interior pixel) and box IoUs over up to ``max_objects`` objects per held-out scene
+    (the first ``max_scenes`` scenes, all by default).
 
     The first ``click_images`` scenes also run the 1..``max_clicks`` click protocol on 5 objects each.
     """
     scores, clicks = PromptScores(), PromptScores()
     rng = np.random.default_rng(0)
     corpus = Sa1bFolder(folder)
-    for index in tqdm(range(len(corpus)), desc="held-out scenes", disable=not progress):
+    count = len(corpus) if max_scenes is None else min(max_scenes, len(corpus))
+    for index in tqdm(range(count), desc="held-out scenes", disable=not progress):
         record = corpus[index]
         pick = rng.permutation(len(record.masks))[:max_objects]
         evaluate_prompts(predictor, record.image, [record.masks[i] for i in pick], scores)
@@ -91,7 +93,8 @@ def evaluate_engine(model: Any, heldout: str | Path | None, max_objects: int, cl
     if heldout:
         scores = heldout_scores(predictor, heldout, max_objects, click_images)
         report["heldout"] = {"objects": len(scores.point), "point_miou": scores.miou("point"),
-                             "box_miou": scores.miou("box"), "click_curve": scores.click_curve()}
+                             "box_miou": scores.miou("box"), "click_curve": scores.click_curve(),
+                             "box_outside_median": scores.median_box_outside(), "iou_pearson": scores.iou_correlation()}
     if (SHARED_DATA / "nuclei_256.tif").exists():
         image, masks = nuclei_data()
         scores = PromptScores()
@@ -99,6 +102,7 @@ def evaluate_engine(model: Any, heldout: str | Path | None, max_objects: int, cl
         found, seconds = everything(model, image, **everything_params)
         matches, precision, recall = match_masks(found, masks)
         report["nuclei"] = {"objects": len(masks), "box_miou": scores.miou("box"), "centroid_miou": scores.miou("point"),
+                            "box_outside_median": scores.median_box_outside(), "iou_pearson": scores.iou_correlation(),
                             "everything_masks": len(found), "everything_precision": precision,
                             "everything_recall": recall, "everything_s": seconds}
         if overlay_prefix:
@@ -119,8 +123,10 @@ def markdown(model_name: str, reports: dict[str, dict[str, Any]], everything_par
     first = reports[engines[0]]
     if "heldout" in first:
         lines += [f"## Held-out procedural scenes ({first['heldout']['objects']} objects; best of 3 by predicted IoU)", "",
-                  "| engine | 1-point mIoU (target 0.75) | box mIoU (target 0.85) |", "|---|---|---|"]
-        lines += [f"| {e} | {r['heldout']['point_miou']:.3f} | {r['heldout']['box_miou']:.3f} |" for e, r in reports.items()]
+                  "| engine | 1-point mIoU (target 0.75) | box mIoU (target 0.85) | box mask outside its box, median (<= 0.05) "
+                  "| predicted vs true IoU, Pearson r (>= 0.7) |", "|---|---|---|---|---|"]
+        lines += [f"| {e} | {r['heldout']['point_miou']:.3f} | {r['heldout']['box_miou']:.3f} | "
+                  f"{r['heldout']['box_outside_median']:.3f} | {r['heldout']['iou_pearson']:.3f} |" for e, r in reports.items()]
         curve = first["heldout"]["click_curve"]
         if curve:
             lines += ["", "Click curve (" + engines[0] + "): mIoU after k clicks, k = 1.." + str(len(curve)), "",
@@ -128,12 +134,13 @@ def markdown(model_name: str, reports: dict[str, dict[str, Any]], everything_par
                       "| " + " | ".join(f"{v:.3f}" for v in curve) + " |"]
     if "nuclei" in first:
         lines += ["", f"## nuclei_256.tif ({first['nuclei']['objects']} nuclei, never used in training)", "",
-                  "| engine | box mIoU (target 0.75) | centroid 1-point mIoU (target 0.65) | everything masks | precision@0.5 "
-                  "| recall@0.5 | everything s |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| engine | box mIoU (target 0.80) | centroid 1-point mIoU (target 0.65) | box outside, median | IoU r "
+                  "| everything masks | precision@0.5 (0.80) | recall@0.5 (0.75) | everything s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for e, r in reports.items():
             n = r["nuclei"]
-            lines.append(f"| {e} | {n['box_miou']:.3f} | {n['centroid_miou']:.3f} | {n['everything_masks']} | "
+            lines.append(f"| {e} | {n['box_miou']:.3f} | {n['centroid_miou']:.3f} | {n['box_outside_median']:.3f} | "
+                         f"{n['iou_pearson']:.3f} | {n['everything_masks']} | "
                          f"{n['everything_precision']:.3f} | {n['everything_recall']:.3f} | {n['everything_s']:.1f} |")
     lines += ["", f"## skimage.data.coins() everything mode ({first['coins']['reference_coins']} coins in the watershed reference)", "",
               "| engine | coins found (IoU >= 0.5) | masks | precision | everything s |", "|---|---|---|---|---|"]
@@ -163,6 +170,7 @@ def plot_clicks(curves: dict[str, list[float]], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from tinysam_annotate.loading import load_model
+    from tinysam_annotate.registry import MODEL_SPECS, everything_thresholds
 
     parser = argparse.ArgumentParser(prog="python -m recipes.bench.model_eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,14 +180,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engines", nargs="+", default=["torch-fp32", "onnx-fp32", "onnx-int8"])
     parser.add_argument("--max-objects", type=int, default=20)
     parser.add_argument("--click-images", type=int, default=40)
-    parser.add_argument("--pred-iou-thresh", type=float, default=0.88)
-    parser.add_argument("--stability-score-thresh", type=float, default=0.95)
+    parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: the model's registry entry")
+    parser.add_argument("--stability-score-thresh", type=float, default=None, help="default: the model's registry entry")
     parser.add_argument("--out-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
     name = args.name or Path(args.model).stem
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"pred_iou_thresh": args.pred_iou_thresh, "stability_score_thresh": args.stability_score_thresh}
+    # a checkpoint path evaluated under a registered --name (a candidate of that model) gets that model's thresholds
+    tuned = everything_thresholds(args.model if args.model in MODEL_SPECS else (args.name or args.model))
+    params = {"pred_iou_thresh": tuned.pred_iou if args.pred_iou_thresh is None else args.pred_iou_thresh,
+              "stability_score_thresh": tuned.stability if args.stability_score_thresh is None else args.stability_score_thresh}
     reports = {}
     for engine in args.engines:
         backend, precision = engine.split("-")

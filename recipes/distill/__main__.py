@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 from .config import DistillConfig
 from .data import prepare_sample
@@ -25,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     trainer = Trainer(cfg)
     if precompute:
         _precompute_teacher(trainer)
-    trainer.run()
+    (trainer.out / "STOP").unlink(missing_ok=True)  # a request left by an earlier session
+    with _stop_requests(trainer.out) as stop:
+        trainer.run(should_stop=stop)
     plot_losses(trainer.out / LOG_NAME, trainer.out / "loss_curves.png")
     if export:
         trainer.export_weights(export, half=True)
@@ -43,6 +49,21 @@ def _precompute_teacher(trainer: Trainer) -> None:
     samples = (prepare_sample(trainer.data[i], cfg.resolution, hflip=f) for i in range(len(trainer.data)) for f in flips)
     done = trainer.teacher_embeddings.precompute(samples, total=len(trainer.data) * len(flips))
     print(f"teacher embeddings: {done} computed, the rest were cached")
+
+
+@contextmanager
+def _stop_requests(out: Path) -> Iterator[Callable[[], bool]]:
+    """A should_stop for the trainer: SIGTERM/SIGINT or a file ``STOP`` in the run folder end the run after the
+    current step, with its state saved (a long run is stopped cleanly at the end of a session). The previous
+    signal handlers are restored afterwards."""
+    requested: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: requested.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(requested) or (out / "STOP").exists()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _typed(args: dict) -> dict:
@@ -63,7 +84,7 @@ def _typed(args: dict) -> dict:
             out[name] = int(value)
         elif t.startswith("float"):
             out[name] = float(value)
-        elif t.startswith("dict"):
+        elif t.startswith(("dict", "list")):
             out[name] = yaml.safe_load(value)
         else:
             out[name] = value

@@ -49,12 +49,16 @@ def prepare_sample(
     crop: int | None = None,
     hflip: bool = False,
     rng: random.Random | None = None,
+    scale: float = 1.0,
 ) -> TrainSample:
-    """Resize the longest side to ``frame`` (PIL bilinear, as at inference), pad, move masks along, then crop."""
+    """Resize the longest side to ``scale * frame`` (PIL bilinear, as at inference), pad to the frame, move the
+    masks along, then crop. ``scale`` < 1 shows the scene's objects smaller than inference on this image would
+    (scale augmentation: real images come at every size, the generated ones at 320-640 px)."""
     image, masks = record.image, record.masks
     if hflip:
         image, masks = image[:, ::-1], masks[:, :, ::-1]
-    resized = ResizeLongestSide(frame).apply_image(np.ascontiguousarray(image))
+    content = max(EMBED_STRIDE, round(frame * scale))
+    resized = ResizeLongestSide(content).apply_image(np.ascontiguousarray(image))
     h, w = resized.shape[:2]
     crop = crop or frame
     rng = rng or random.Random(0)

@@ -43,9 +43,10 @@ def hardness_weight(iou_teacher: torch.Tensor, iou_student: torch.Tensor, eps: f
 
 
 def ground_truth_losses(
-    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, w_focal: float, w_dice: float
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, w_focal: float, w_dice: float, iou_loss: str = "l1"
 ) -> dict[str, torch.Tensor]:
-    """SAM's supervised losses: focal + dice of the best of the M outputs, and L1 between predicted and true IoU."""
+    """SAM's supervised losses: focal + dice of the best of the M outputs, and L1 (or SAM's MSE) between the
+    predicted and the true IoU of every output."""
     focal = focal_loss(logits, target)
     dice = dice_loss(logits, target)
     combined = w_focal * focal + w_dice * dice
@@ -55,8 +56,23 @@ def ground_truth_losses(
     return {
         "focal": focal[rows, best].mean(),
         "dice": dice[rows, best].mean(),
-        "iou": (iou_pred - true_iou).abs().mean(),
+        "iou": (iou_pred - true_iou).abs().mean() if iou_loss == "l1" else (iou_pred - true_iou).pow(2).mean(),
     }
+
+
+def outside_box_loss(logits: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor, stride: int) -> torch.Tensor:
+    """Box prompts: every output should stay inside its box. BCE towards 0 of the K x M x h x w ``logits`` on
+    the low-res pixels whose centre lies outside the K x 4 (x0, y0, x1, y1) ``boxes`` (input-frame pixels of
+    the window) and outside the object (a jittered box may cut the object), averaged per mask."""
+    h, w = logits.shape[-2:]
+    ys = (torch.arange(h, device=logits.device, dtype=torch.float32) + 0.5) * stride - 0.5
+    xs = (torch.arange(w, device=logits.device, dtype=torch.float32) + 0.5) * stride - 0.5
+    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # K x w
+    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # K x h
+    outside = ~(inside_y[:, :, None] & inside_x[:, None, :]) & (target <= 0.5)  # K x h x w
+    weight = outside[:, None].float()
+    spill = F.softplus(logits) * weight
+    return (spill.flatten(2).sum(dim=2) / weight.flatten(2).sum(dim=2).clamp(min=1)).mean()
 
 
 def distillation_losses(

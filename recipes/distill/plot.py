@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-TERMS = ("loss", "focal", "dice", "iou", "embed", "tokens", "output")
+TERMS = ("loss", "focal", "dice", "iou", "outside", "dense", "embed", "tokens", "output", "mask_iou")
 
 
 def plot_losses(log_path: str | os.PathLike, out_png: str | os.PathLike, smoothing: float = 0.9) -> Path:

@@ -18,9 +18,10 @@ import math
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,8 +33,9 @@ from tinysam_annotate.registry import MODEL_SPECS, require_model_file
 
 from ..data.sa1b import Sa1bFolder
 from .config import DistillConfig
-from .data import EMBED_STRIDE, TrainSample, prepare_sample
-from .losses import distillation_losses, ground_truth_losses, mask_iou
+from .data import EMBED_STRIDE, LOW_RES_STRIDE, TrainSample, prepare_sample
+from .dense import DenseHead, dense_loss, dense_targets
+from .losses import distillation_losses, ground_truth_losses, mask_iou, outside_box_loss
 from .prompts import initial_prompts, next_points
 from .teacher import TeacherEmbeddings
 
@@ -68,8 +70,8 @@ def decode(
     dense_pe = pe.get_dense_pe()[..., cy : cy + grid_h, cx : cx + grid_w]
     if mask_input is not None:
         dense = pe.embed_masks(mask_input[:, None])
-    else:
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(coords.shape[0], -1, grid_h, grid_w)
+    else:  # one dense embedding for all prompts: the decoder broadcasts it (and shares the image-side work)
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, grid_h, grid_w)
     logits, iou, tokens = sam.mask_decoder.predict_masks(embedding, dense_pe, sparse, dense)
     keep = slice(1, None)  # TinySAM always uses the three multimask outputs
     return DecoderOutput(logits[:, keep].float(), iou[:, keep].float(), tokens.float())
@@ -108,6 +110,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds training up here: CUDA, or a CPU with AVX-512 BF16 / AMX. On an AVX2-only
+    CPU oneDNN emulates bf16 and a 2048 x 2048 matmul measured 375x slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def lr_at(step: int, cfg: DistillConfig) -> float:
     """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``cfg.steps``."""
     if step < cfg.warmup_steps:
@@ -134,8 +144,12 @@ class Trainer:
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.student = build_student(cfg.resolution, cfg.student_init, cfg.student_encoder).to(self.device).train()
+        uses_dense = cfg.w_dense > 0 or any(p.get("w_dense", 0) > 0 for p in cfg.phases or [])
+        channels = self.student.prompt_encoder.embed_dim
+        self.dense_head = DenseHead(channels).to(self.device).train() if uses_dense else None
+        params = list(self.student.parameters()) + (list(self.dense_head.parameters()) if self.dense_head else [])
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.data = Sa1bFolder(cfg.data)
         self.teacher: Sam | None = None
         self.teacher_embeddings: TeacherEmbeddings | None = None
@@ -144,17 +158,21 @@ class Trainer:
             cache_dir = Path(cfg.teacher_cache) if cfg.teacher_cache else self.out / "teacher_cache"
             self.teacher_embeddings = TeacherEmbeddings(self.teacher, cache_dir)
         self.step = 0
+        self.elapsed_s = 0.0  # wall seconds of training so far, over all sessions of this run
         self.rng = random.Random(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16(self.device)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     # ---------------------------------------------------------------------------------------- state
 
     def save(self) -> Path:
         state = {
             "model": self.student.state_dict(),
+            "dense_head": self.dense_head.state_dict() if self.dense_head else None,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "elapsed_s": self.elapsed_s,
             "config": self.cfg.to_dict(),
             "rng": self.rng.getstate(),
             "generator": self.generator.get_state(),
@@ -172,8 +190,11 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.student.load_state_dict(state["model"])
+        if self.dense_head is not None and state.get("dense_head"):
+            self.dense_head.load_state_dict(state["dense_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.elapsed_s = float(state.get("elapsed_s", 0.0))
         self.rng.setstate(state["rng"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -187,26 +208,38 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------- one step
 
+    @property
+    def phase(self) -> DistillConfig:
+        """The configuration in force at the current step (progressive schedules change crop, batch, ...)."""
+        return self.cfg.at_step(self.step)
+
     def next_batch(self) -> list[TrainSample]:
+        cfg = self.phase
         samples = []
-        while len(samples) < self.cfg.batch_size:
+        while len(samples) < cfg.batch_size:
             record = self.data[self.rng.randrange(len(self.data))]
-            flip = self.cfg.hflip and self.rng.random() < 0.5
-            sample = prepare_sample(record, self.cfg.resolution, self.cfg.crop, hflip=flip, rng=self.rng)
+            flip = cfg.hflip and self.rng.random() < 0.5
+            scale = self.rng.uniform(cfg.min_scale, 1.0) if cfg.min_scale < 1 else 1.0
+            sample = prepare_sample(record, cfg.resolution, cfg.crop, hflip=flip, rng=self.rng, scale=scale)
             if len(sample.gt):
                 samples.append(sample)
         return samples
 
     def losses(self, batch: list[TrainSample]) -> dict[str, torch.Tensor]:
-        cfg, sam = self.cfg, self.student
+        cfg, sam = self.phase, self.student
         images = torch.stack([s.image for s in batch]).to(self.device)
-        with torch.autocast(**self.autocast):
+        with self.timed("encoder"), torch.autocast(**self.autocast):
             embeddings = sam.image_encoder(images)
         terms: dict[str, list[torch.Tensor]] = {}
         if self.teacher_embeddings is not None:
             teacher_emb = torch.stack([self.teacher_embeddings.get(s) for s in batch]).to(self.device)
             terms["embed"] = [(embeddings.float() - teacher_emb).abs().mean()]
-        rounds = draw_round(cfg, self.rng)
+        if self.dense_head is not None and cfg.w_dense > 0:
+            with self.timed("dense_head"), torch.autocast(**self.autocast):
+                dense = self.dense_head(embeddings).float()
+                targets = torch.stack([dense_targets(s.gt) for s in batch]).to(self.device)
+                terms["dense"] = [dense_loss(dense, targets)]
+        rounds = draw_round(cfg, self.rng) if self.step >= cfg.rounds_from_step else 0
         for b, sample in enumerate(batch):
             pick = torch.randint(len(sample.gt), (cfg.prompts_per_image,), generator=self.generator)
             target = sample.gt[pick].to(self.device)
@@ -214,7 +247,7 @@ class Trainer:
             coords, labels = initial_prompts(binary.cpu(), cfg.box_fraction, self.generator)
             coords, labels = coords.to(self.device), labels.to(self.device)
             mask_input = None
-            with torch.no_grad(), torch.autocast(**self.autocast):
+            with self.timed("decoder_rounds"), torch.no_grad(), torch.autocast(**self.autocast):
                 for _ in range(rounds):
                     out = decode(sam, embeddings[b : b + 1].detach(), coords, labels, mask_input, sample.offset)
                     best = out.logits[torch.arange(len(pick)), out.iou.argmax(dim=1)]
@@ -222,10 +255,16 @@ class Trainer:
                     coords = torch.cat([coords, xy.to(self.device)], dim=1)
                     labels = torch.cat([labels, lab.to(self.device)], dim=1)
                     mask_input = best
-            with torch.autocast(**self.autocast):
+            with self.timed("decoder"), torch.autocast(**self.autocast):
                 student = decode(sam, embeddings[b : b + 1], coords, labels, mask_input, sample.offset)
-            for name, value in ground_truth_losses(student.logits, student.iou, target, cfg.w_focal, cfg.w_dice).items():
+            gt_terms = ground_truth_losses(student.logits, student.iou, target, cfg.w_focal, cfg.w_dice, cfg.iou_loss)
+            for name, value in gt_terms.items():
                 terms.setdefault(name, []).append(value)
+            is_box = labels[:, 0] == 2
+            if cfg.w_outside > 0 and is_box.any():
+                boxes = coords[is_box, :2].reshape(-1, 4)
+                spill = outside_box_loss(student.logits[is_box], boxes, target[is_box], LOW_RES_STRIDE)
+                terms.setdefault("outside", []).append(spill)
             self.metrics.setdefault("mask_iou", []).append(float(mask_iou(student.logits.detach(), target).max(dim=1).values.mean()))
             if self.teacher is not None:
                 with torch.no_grad(), torch.autocast(**self.autocast):
@@ -237,27 +276,43 @@ class Trainer:
         return {name: torch.stack(values).mean() for name, values in terms.items()}
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-        cfg = self.cfg
+        cfg = self.phase
         weights = {"focal": cfg.w_focal, "dice": cfg.w_dice, "iou": cfg.w_iou, "embed": cfg.w_embed,
-                   "tokens": cfg.w_tokens, "output": cfg.w_output}
+                   "tokens": cfg.w_tokens, "output": cfg.w_output, "outside": cfg.w_outside, "dense": cfg.w_dense}
         return sum(weights[name] * value for name, value in terms.items())
 
+    @contextmanager
+    def timed(self, section: str) -> Iterator[None]:
+        """Add the wall time of the block to ``self.timings[section]`` (seconds; the step's time profile)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[section] = self.timings.get(section, 0.0) + time.perf_counter() - start
+
     def train_step(self, batch: list[TrainSample] | None = None) -> dict[str, float]:
-        batch = batch if batch is not None else self.next_batch()
+        self.timings: dict[str, float] = {}
+        if batch is None:
+            with self.timed("data"):
+                batch = self.next_batch()
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.cfg)
         self.metrics: dict[str, list[float]] = {}
         terms = self.losses(batch)
         loss = self.total(terms)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
+        with self.timed("backward"):
+            loss.backward()
+        with self.timed("optimizer"):
+            if self.cfg.grad_clip:
+                params = [p for group in self.optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            self.optimizer.step()
         self.step += 1
         record = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(loss.detach())}
         record.update({name: float(value.detach()) for name, value in terms.items()})
         record.update({name: float(np.mean(values)) for name, values in self.metrics.items()})  # binary IoU, best output
+        record.update({f"t_{name}": round(value, 3) for name, value in self.timings.items()})
         return record
 
     # ---------------------------------------------------------------------------------------- loop
@@ -265,14 +320,15 @@ class Trainer:
     def run(self, should_stop: Callable[[], bool] | None = None) -> Path:
         """Train until ``cfg.steps`` (resuming from ``last.pt`` when present), the time budget, or ``should_stop``."""
         self.resume()
-        started = time.monotonic()
+        started, elapsed_before = time.monotonic(), self.elapsed_s
         log_path = self.out / LOG_NAME
         (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
         with open(log_path, "a") as log, tqdm(total=self.cfg.steps, initial=self.step, desc="distill",
                                               disable=not self.cfg.progress, unit="step") as bar:
             while self.step < self.cfg.steps:
                 record = self.train_step()
-                record["elapsed_s"] = round(time.monotonic() - started, 2)
+                self.elapsed_s = elapsed_before + time.monotonic() - started
+                record["elapsed_s"] = round(self.elapsed_s, 2)
                 if self.step % self.cfg.log_every == 0:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
