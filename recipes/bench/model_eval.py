@@ -21,7 +21,6 @@ from skimage import data as skdata
 from skimage import filters, segmentation
 from tqdm import tqdm
 
-from tinysam_annotate.amg import SamHierarchicalMaskGenerator
 from tinysam_annotate.io.image import load_image
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.visualize import render_objects
@@ -34,16 +33,16 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
-def heldout_scores(predictor: SamPredictor, folder: str | Path, max_objects: int = 20, click_images: int = 0,
+def heldout_scores(predictor: SamPredictor, folder: str | Path | Any, max_objects: int = 20, click_images: int = 0,
                    max_clicks: int = 9, progress: bool = True, max_scenes: int | None = None) -> PromptScores:
     """1-point (deepest interior pixel) and box IoUs over up to ``max_objects`` objects per held-out scene
-    (the first ``max_scenes`` scenes, all by default).
+    (the first ``max_scenes`` scenes, all by default) of an SA-1B folder or a sequence of records.
 
     The first ``click_images`` scenes also run the 1..``max_clicks`` click protocol on 5 objects each.
     """
     scores, clicks = PromptScores(), PromptScores()
     rng = np.random.default_rng(0)
-    corpus = Sa1bFolder(folder)
+    corpus = Sa1bFolder(folder) if isinstance(folder, (str, Path)) else folder
     count = len(corpus) if max_scenes is None else min(max_scenes, len(corpus))
     for index in tqdm(range(count), desc="held-out scenes", disable=not progress):
         record = corpus[index]
@@ -79,6 +78,8 @@ def coins_reference() -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def everything(model: Any, image: np.ndarray, **params: Any) -> tuple[list[np.ndarray], float]:
+    from tinysam_annotate.amg import SamHierarchicalMaskGenerator  # pycocotools: not on GPU hosts, which score prompts only
+
     generator = SamHierarchicalMaskGenerator(model, **params)
     start = time.perf_counter()
     masks = [r["segmentation"] for r in generator.generate(image)]

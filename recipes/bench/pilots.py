@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from tinysam_annotate.backends.torch_backend import TorchBackend
-from tinysam_annotate.build import read_checkpoint, state_dict_digest
+from tinysam_annotate.build import read_checkpoint
 from tinysam_annotate.predictor import SamPredictor
 
 from ..distill.config import DistillConfig
@@ -30,11 +30,15 @@ from .model_eval import SHARED_DATA, heldout_scores, nuclei_data
 from .prompts import PromptScores, evaluate_prompts
 
 
-def quality(state_dict: dict[str, torch.Tensor], heldout: str | Path, scenes: int, objects: int) -> dict[str, float]:
-    """Held-out box / point mIoU, box spill and IoU correlation, and nuclei box / centroid mIoU of one model."""
-    sam = build_student(1024)
+def quality(state_dict: dict[str, torch.Tensor], heldout: Any, scenes: int, objects: int, device: str | None = None,
+            encoder: dict | None = None, resolution: int = 1024) -> dict[str, float]:
+    """Held-out box / point mIoU, box spill and IoU correlation, and nuclei box / centroid mIoU of one model.
+
+    ``heldout`` is an SA-1B folder or any sequence of records (``.image``, ``.masks``); ``encoder`` and
+    ``resolution`` describe a non-default student (toy models in tests)."""
+    sam = build_student(resolution, encoder=encoder)
     sam.load_state_dict({k: v.float() for k, v in state_dict.items()})
-    backend = TorchBackend(sam.eval(), model_id="pilot", weights_hash=state_dict_digest(sam.state_dict()))
+    backend = TorchBackend(sam.eval(), model_id="pilot", device=device)
     predictor = SamPredictor(backend)
     held = heldout_scores(predictor, heldout, max_objects=objects, max_scenes=scenes, progress=False)
     result = {"box": held.miou("box"), "point": held.miou("point"), "box_outside": held.median_box_outside(),

@@ -23,7 +23,6 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from tinysam_annotate.io.atomic import atomic_write
-from tinysam_annotate.io.coco import decode_rle, rle_from_mask
 
 from .scenes import SceneConfig, generate_scene
 
@@ -43,6 +42,8 @@ class Sa1bRecord:
 
 def annotation_json(image_id: int, file_name: str, masks: np.ndarray) -> dict:
     """The SA-1B JSON document of one image with N x H x W boolean ``masks``."""
+    from tinysam_annotate.io.coco import rle_from_mask  # pycocotools: only where files are written (not on GPU hosts)
+
     height, width = masks.shape[1:] if len(masks) else (0, 0)
     annotations = []
     for index, mask in enumerate(masks):
@@ -98,6 +99,8 @@ def read_record(json_path: str | os.PathLike) -> Sa1bRecord:
         image = np.asarray(img.convert("RGB"))
     if image.shape[:2] != (height, width):
         raise Sa1bFormatError(f"{json_path}: image is {image.shape[1]}x{image.shape[0]}, JSON says {width}x{height}")
+    from tinysam_annotate.io.coco import decode_rle
+
     masks = [decode_rle(a["segmentation"]) for a in annotations]
     for a, m in zip(annotations, masks):
         if m.shape != (height, width):

@@ -133,9 +133,13 @@ def draw_round(cfg: DistillConfig, rng: random.Random) -> int:
 
 
 class Trainer:
-    """Owns the student, optimiser, data and teacher; ``run`` trains to ``cfg.steps`` and can resume."""
+    """Owns the student, optimiser, data and teacher; ``run`` trains to ``cfg.steps`` and can resume.
 
-    def __init__(self, cfg: DistillConfig) -> None:
+    Batches come from the SA-1B folder ``cfg.data``, or from ``batches`` (an endless iterator of sample lists,
+    e.g. scenes generated on the fly by DataLoader workers) when given.
+    """
+
+    def __init__(self, cfg: DistillConfig, batches: Iterator[list[TrainSample]] | None = None) -> None:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +154,8 @@ class Trainer:
         params = list(self.student.parameters()) + (list(self.dense_head.parameters()) if self.dense_head else [])
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.data = Sa1bFolder(cfg.data)
+        self.batches = batches
+        self.data = Sa1bFolder(cfg.data) if batches is None else None
         self.teacher: Sam | None = None
         self.teacher_embeddings: TeacherEmbeddings | None = None
         if cfg.teacher:
@@ -214,6 +219,8 @@ class Trainer:
         return self.cfg.at_step(self.step)
 
     def next_batch(self) -> list[TrainSample]:
+        if self.batches is not None:
+            return next(self.batches)
         cfg = self.phase
         samples = []
         while len(samples) < cfg.batch_size:
@@ -336,7 +343,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if self.step % self.cfg.save_every == 0:
                     self.save()
-                    self.data.refresh()
+                    if self.data is not None:
+                        self.data.refresh()
                 over_time = self.cfg.time_budget_s is not None and time.monotonic() - started > self.cfg.time_budget_s
                 if over_time or (should_stop is not None and should_stop()):
                     break
