@@ -132,10 +132,10 @@ def train_and_report(args: argparse.Namespace) -> dict:
     train_s = time.monotonic() - started
     records = heldout_records(args.eval_scenes, (96, 128) if args.tiny else None)
     device = "cuda" if torch.cuda.is_available() else None
-    scores = quality(trainer.student.state_dict(), records, len(records), args.eval_objects, device=device,
+    scores = quality(trainer.weights(), records, len(records), args.eval_objects, device=device,
                      encoder=TINY_ENCODER if args.tiny else None, resolution=256 if args.tiny else 1024)
     buffer = io.BytesIO()
-    torch.save({k: v.detach().float().cpu() for k, v in trainer.student.state_dict().items()}, buffer)
+    torch.save({k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in trainer.weights().items()}, buffer)
     data = buffer.getvalue()
     summary = {
         "parts": write_parts(data, out, "student.pth"), "sha256": hashlib.sha256(data).hexdigest(),

@@ -299,3 +299,19 @@ def test_stop_file_ends_a_command_line_run_cleanly(corpus, tmp_path):
         assert not stop()
         (tmp_path / "STOP").touch()
         assert stop()
+
+
+def test_moving_average_is_exported_and_resumed(corpus, tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_config(corpus, tmp_path, max_rounds=0, ema_decay=0.9, steps=4, prompts_per_image=2)
+    trainer = Trainer(cfg)
+    trainer.run()
+    name = "mask_decoder.iou_token.weight"
+    raw, ema = trainer.student.state_dict()[name], trainer.ema[name]
+    assert not torch.equal(raw, ema)
+    exported = torch.load(trainer.export_weights(tmp_path / "s.pth"), weights_only=True)
+    assert torch.equal(exported[name], ema)
+    again = Trainer(cfg)
+    assert again.resume() and torch.equal(again.ema[name], ema)
+    with pytest.raises(ValueError, match="ema_decay"):
+        tiny_config(corpus, tmp_path, ema_decay=1.0)

@@ -34,6 +34,8 @@ class DistillConfig:
     warmup_steps: int = 100
     min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights (exported instead of the raw ones);
+    #                         an open-ended run then has a good model at any step without annealing the learning rate
     # loss weights
     w_focal: float = 20.0
     w_dice: float = 1.0
@@ -60,6 +62,8 @@ class DistillConfig:
             if unknown or "from_step" not in phase:
                 raise ValueError(f"a phase needs from_step and may set {', '.join(PHASE_KEYS)}; got {sorted(phase)}")
             dataclasses.replace(self, phases=None, **{k: v for k, v in phase.items() if k != "from_step"})  # validates
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.iou_loss not in ("l1", "mse"):
             raise ValueError(f"iou_loss must be l1 or mse, got {self.iou_loss!r}")
         if not 0 < self.min_scale <= 1:

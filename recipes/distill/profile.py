@@ -47,15 +47,23 @@ def profile_variant(cfg: DistillConfig, steps: int) -> dict[str, float]:
     rows: list[dict[str, float]] = []
     for _ in range(steps):
         start = time.perf_counter()
-        trainer.train_step()
+        record = trainer.train_step()
         total = time.perf_counter() - start
         batch = trainer.next_batch()
         images = torch.stack([s.image for s in batch]).to(trainer.device)
-        rows.append({**trainer.timings, "total": total, "encoder_backward": encoder_backward_seconds(trainer, images)})
+        rows.append({**trainer.timings, "total": total, "rounds": record["rounds"],
+                     "encoder_backward": encoder_backward_seconds(trainer, images)})
     mean = {key: statistics.mean(r.get(key, 0.0) for r in rows) for key in (*SECTIONS, "total", "encoder_backward")}
+    # Rounds are drawn per step, so a few steps see few of them: report the cost of one corrective round and
+    # the step time at the configuration's expected number of rounds.
     phase = trainer.phase
-    mean["images_per_s"] = phase.batch_size / mean["total"]
-    mean["prompts_per_s"] = phase.batch_size * phase.prompts_per_image / mean["total"]
+    drawn = sum(r["rounds"] for r in rows)
+    mean["per_round"] = sum(r.get("decoder_rounds", 0.0) for r in rows) / drawn if drawn else float("nan")
+    expected_rounds = (1 - phase.round0_fraction) * phase.max_rounds / 2 if phase.rounds_from_step == 0 else 0.0
+    rounds_cost = mean["per_round"] * expected_rounds if expected_rounds else 0.0
+    mean["expected_total"] = mean["total"] - mean["decoder_rounds"] + rounds_cost
+    mean["images_per_s"] = phase.batch_size / mean["expected_total"]
+    mean["prompts_per_s"] = phase.batch_size * phase.prompts_per_image / mean["expected_total"]
     return mean
 
 
@@ -69,13 +77,15 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def markdown(results: dict[str, dict[str, float]], steps: int) -> str:
-    cols = ["variant", "step s", *SECTIONS, "encoder backward", "images/s", "prompts/s"]
+    cols = ["variant", "step s (measured)", *SECTIONS, "encoder backward", "s per corrective round",
+            "step s at expected rounds", "crops/s", "prompts/s"]
     lines = [f"### {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} threads, mean of {steps} steps", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, r in results.items():
         cells = [name, f"{r['total']:.2f}"] + [f"{r[s]:.2f}" for s in SECTIONS]
-        cells += [f"{r['encoder_backward']:.2f}", f"{r['images_per_s']:.2f}", f"{r['prompts_per_s']:.1f}"]
+        cells += [f"{r['encoder_backward']:.2f}", f"{r['per_round']:.2f}", f"{r['expected_total']:.2f}",
+                  f"{r['images_per_s']:.2f}", f"{r['prompts_per_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

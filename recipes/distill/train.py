@@ -154,6 +154,7 @@ class Trainer:
         params = list(self.student.parameters()) + (list(self.dense_head.parameters()) if self.dense_head else [])
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema: dict[str, torch.Tensor] | None = self._weights_copy() if cfg.ema_decay > 0 else None
         self.batches = batches
         self.data = Sa1bFolder(cfg.data) if batches is None else None
         self.teacher: Sam | None = None
@@ -175,6 +176,7 @@ class Trainer:
         state = {
             "model": self.student.state_dict(),
             "dense_head": self.dense_head.state_dict() if self.dense_head else None,
+            "ema": self.ema,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "elapsed_s": self.elapsed_s,
@@ -197,6 +199,8 @@ class Trainer:
         self.student.load_state_dict(state["model"])
         if self.dense_head is not None and state.get("dense_head"):
             self.dense_head.load_state_dict(state["dense_head"])
+        if self.ema is not None:  # a run that switches the average on starts it from the resumed weights
+            self.ema = state.get("ema") or self._weights_copy()
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
@@ -205,9 +209,29 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         return True
 
+    def _weights_copy(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone().float() if v.is_floating_point() else v.clone() for k, v in self.student.state_dict().items()}
+
+    def update_ema(self) -> None:
+        """ema = d * ema + (1 - d) * weights, with d ramping up from 0.5 over the first steps (as timm does);
+        integer buffers (BatchNorm counters) are copied."""
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for name, value in self.student.state_dict().items():
+                if value.is_floating_point():
+                    self.ema[name].mul_(decay).add_(value.float(), alpha=1 - decay)
+                else:
+                    self.ema[name].copy_(value)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights to use: the moving average when the run keeps one, else the current ones."""
+        return dict(self.ema) if self.ema is not None else self.student.state_dict()
+
     def export_weights(self, path: str | os.PathLike, half: bool = False) -> Path:
-        """The student's state_dict in the official checkpoint layout (fp16 storage optional)."""
-        sd = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in self.student.state_dict().items()}
+        """The student's state_dict (its moving average when kept) in the official checkpoint layout (fp16 optional)."""
+        sd = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in self.weights().items()}
         torch.save(sd, path)
         return Path(path)
 
@@ -247,6 +271,7 @@ class Trainer:
                 targets = torch.stack([dense_targets(s.gt) for s in batch]).to(self.device)
                 terms["dense"] = [dense_loss(dense, targets)]
         rounds = draw_round(cfg, self.rng) if self.step >= cfg.rounds_from_step else 0
+        self.metrics["rounds"] = [rounds]
         for b, sample in enumerate(batch):
             pick = torch.randint(len(sample.gt), (cfg.prompts_per_image,), generator=self.generator)
             target = sample.gt[pick].to(self.device)
@@ -315,6 +340,7 @@ class Trainer:
                 params = [p for group in self.optimizer.param_groups for p in group["params"]]
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.optimizer.step()
+            self.update_ema()
         self.step += 1
         record = {"step": self.step, "lr": self.optimizer.param_groups[0]["lr"], "loss": float(loss.detach())}
         record.update({name: float(value.detach()) for name, value in terms.items()})
