@@ -14,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tinysam_annotate.build import file_sha256
+from tinysam_annotate.hashing import file_sha256
 from tinysam_annotate.registry import SHIPPED_MODELS_DIR, get_spec
 
 MANIFEST = "manifest.json"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tinysam_annotate.build import file_sha256
+from tinysam_annotate.hashing import file_sha256
 from tinysam_annotate.registry import DEFAULT_MODEL, SHIPPED_MODELS_DIR, find_model_file, get_spec, shipped_onnx_dir
 
 from .conftest import DATA, require_shared
@@ -25,6 +28,19 @@ def test_manifest_matches_the_files_and_the_size_budget():
         assert file_sha256(path) == f["sha256"], f["path"]
     total = sum(p.stat().st_size for p in SHIPPED_MODELS_DIR.rglob("*") if p.is_file())
     assert total < 80e6
+
+
+def test_the_shipped_model_loads_and_predicts_on_onnx_without_importing_torch(tmp_path):
+    """The default engine (ONNX INT8) needs no torch: a user with only onnxruntime gets masks."""
+    code = ("import sys, numpy as np\n"
+            "from tinysam_annotate import load_model, SamPredictor\n"
+            "predictor = SamPredictor(load_model('tinysam-synth', backend='onnx', precision='int8'))\n"
+            "predictor.set_image(np.zeros((48, 64, 3), np.uint8))\n"
+            "masks, _, _ = predictor.predict(np.array([[20, 20]]), np.array([1]))\n"
+            "print(masks.shape, 'torch' in sys.modules)")
+    env = {**os.environ, "TINYSAM_ANNOTATE_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["(3,", "48,", "64)", "False"]
 
 
 def test_registry_resolves_the_shipped_files_without_a_network(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .errors import CheckpointError
+from .hashing import file_sha256  # noqa: F401  (re-exported: recipes and older callers import it from here)
 from .modeling import (
     VIT_B,
     VIT_H,
@@ -285,15 +286,6 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_t": _registry_builder(TINYSAM),
     "vit_t_mobile": _registry_builder(MOBILE_SAM),
 }
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_dict_digest(model: torch.nn.Module) -> str:

@@ -146,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .build import file_sha256
+    from .hashing import file_sha256
     from .export.onnx_export import export_onnx
     from .loading import _build_torch, _resolve_checkpoint
 

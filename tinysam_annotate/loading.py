@@ -45,7 +45,7 @@ def load_model(
     if backend == "onnx" and path.is_dir():
         return _onnx_backend(path, precision, providers, strict)
     checkpoint, model_id, arch = _resolve_checkpoint(name_or_path)
-    from .build import file_sha256
+    from .hashing import file_sha256
 
     weights_hash = file_sha256(checkpoint)
     if backend == "onnx":
