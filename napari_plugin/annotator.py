@@ -321,7 +321,9 @@ def _prompt_record(prompts: Prompts) -> dict[str, Any]:
     return out
 
 
-def points_in_plane(points: Iterable[Sequence[float]], positive: Iterable[bool], plane_ndim: int) -> dict[PlaneKey, list[tuple[float, float, bool]]]:
+def points_in_plane(
+    points: Iterable[Sequence[float]], positive: Iterable[bool], plane_ndim: int
+) -> dict[PlaneKey, list[tuple[float, float, bool]]]:
     """Group image-data coordinates (..., row, col) by plane key -> [(x, y, positive)] (row/col flipped here only)."""
     grouped: dict[PlaneKey, list[tuple[float, float, bool]]] = {}
     for coords, pos in zip(points, positive):

@@ -16,8 +16,7 @@ from typing import Any, Callable, Iterator
 
 import napari
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
-                              PushButton, SpinBox)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
@@ -241,7 +240,8 @@ class TinySamWidget(Container):
 
     def _layer_to_labels(self, layer: Any, coords: np.ndarray) -> np.ndarray:
         """Data coordinates of a prompt layer -> data coordinates of the labels (honours scale/translate)."""
-        return np.array([self.labels_layer.world_to_data(layer.data_to_world(c)) for c in coords]).reshape(len(coords), self.labels_layer.ndim)
+        mapped = [self.labels_layer.world_to_data(layer.data_to_world(c)) for c in coords]
+        return np.array(mapped).reshape(len(coords), self.labels_layer.ndim)
 
     def current_prompts(self) -> Prompts | None:
         """The prompts on the plane of the newest prompt (points and the newest box there)."""
@@ -301,7 +301,8 @@ class TinySamWidget(Container):
             x0, y0, x1, y1 = preview.tile
             (data[preview.key] if preview.key else data)[y0:y1, x0:x1] = preview.mask
             self._say(f"Candidate {preview.preview.selected + 1}/3, predicted IoU {preview.preview.score:.2f}, "
-                      f"encoder {self.predictor.last_encode_seconds * 1000:.0f} ms (cache {'hit' if self.predictor.last_cache_hit else 'miss'}).")
+                      f"encoder {self.predictor.last_encode_seconds * 1000:.0f} ms "
+                      f"(cache {'hit' if self.predictor.last_cache_hit else 'miss'}).")
         self._shown = preview
         self.preview_layer.refresh()
 

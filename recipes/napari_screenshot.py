@@ -11,10 +11,10 @@ from pathlib import Path
 import napari
 import numpy as np
 import tifffile
+from tinysam_napari.widget import TinySamWidget
 
 from tinysam_annotate.loading import load_model
 from tinysam_annotate.predictor import SamPredictor
-from tinysam_napari.widget import TinySamWidget
 
 NUCLEI = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuclei_256.tif"
 

@@ -28,7 +28,8 @@ class CountingBackend:
         self.inner, self.encodes = inner, 0
         self.identity, self.image_size = inner.identity, inner.image_size
         self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
-        self.device_description = inner.device_description
+        self.device, self.device_description = inner.device, inner.device_description
+        self.as_native = inner.as_native
 
     def encode(self, image):
         self.encodes += 1

@@ -84,3 +84,14 @@ def test_everything_thresholds_follow_the_model():
     assert everything_thresholds("tinysam-synth").pred_iou == 0.7 and everything_thresholds("tinysam-synth").stability == 0.9
     assert everything_thresholds("sam_vit_h") == SAM_THRESHOLDS == everything_thresholds("/some/checkpoint.pth")
     assert (SAM_THRESHOLDS.pred_iou, SAM_THRESHOLDS.stability) == (0.88, 0.95)
+
+
+def test_torch_paths_without_pytorch_say_how_to_install_it(monkeypatch):
+    """The runtime needs only onnxruntime; asking for torch without it is a clear, typed error."""
+    import sys
+
+    from tinysam_annotate.errors import TorchUnavailableError
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(TorchUnavailableError, match=r"pip install 'tinysam-annotate\[torch\]'"):
+        load_model("tinysam-synth", backend="torch")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from tinysam_annotate.amg import SamAutomaticMaskGenerator
-from tinysam_annotate.errors import ChannelError, PromptError
-from tinysam_annotate.predictor import SamPredictor
-from tinysam_annotate.session import SessionError
 from tinysam_napari.annotator import Prompts, StackAnnotator, points_in_plane
 from tinysam_napari.history import History
 from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
 from tinysam_napari.planes import PlaneSource, parse_channels
 from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
+
+from tinysam_annotate.amg import SamAutomaticMaskGenerator
+from tinysam_annotate.errors import ChannelError, PromptError
+from tinysam_annotate.predictor import SamPredictor
+from tinysam_annotate.session import SessionError
 
 from .conftest import OracleGenerator
 

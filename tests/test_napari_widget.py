@@ -13,8 +13,9 @@ import pytest
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from tinysam_annotate.predictor import SamPredictor  # noqa: E402
 from tinysam_napari.widget import TinySamWidget  # noqa: E402
+
+from tinysam_annotate.predictor import SamPredictor  # noqa: E402
 
 from .conftest import OracleGenerator  # noqa: E402
 

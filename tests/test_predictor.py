@@ -105,7 +105,11 @@ def test_accepts_any_backend_object(tiny_backend, scene):
     p.set_image(scene)
     masks, _, _ = p.predict(**POINT)
     assert backend.encodes == 1 and masks.shape[0] == 3
-    assert not isinstance(p.get_image_embedding(), torch.Tensor)
+    # the embedding comes back as the engine's own tensor type: torch here (the wrapped engine is torch's) ...
+    assert isinstance(p.get_image_embedding(), torch.Tensor) and p.device == tiny_backend.device == "cpu"
+    # ... and the array itself for an engine whose native type is numpy (ONNX Runtime's)
+    backend.as_native = lambda array: array
+    assert isinstance(p.get_image_embedding(), np.ndarray)
 
 
 # -- bad prompts ---------------------------------------------------------------------------------

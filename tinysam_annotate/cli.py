@@ -146,8 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .hashing import file_sha256
     from .export.onnx_export import export_onnx
+    from .hashing import file_sha256
     from .loading import _build_torch, _resolve_checkpoint
 
     checkpoint, model_id, arch = _resolve_checkpoint(args.model)

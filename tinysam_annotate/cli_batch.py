@@ -43,7 +43,8 @@ def _images(args: argparse.Namespace) -> list[Path]:
 
 
 def _report(result: Any, out: str) -> int:
-    print(f"{len(result.processed)} images annotated ({result.annotations} objects), {len(result.skipped)} already done or without prompts, "
+    print(f"{len(result.processed)} images annotated ({result.annotations} objects), "
+          f"{len(result.skipped)} already done or without prompts, "
           f"{len(result.failed)} unreadable; wrote {out}")
     for name, why in result.failed.items():
         print(f"  skipped {name}: {why}", file=sys.stderr)

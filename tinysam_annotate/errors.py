@@ -49,3 +49,7 @@ class ImageNotSetError(TinySamAnnotateError, RuntimeError):
 
 class ProviderError(TinySamAnnotateError):
     """Requested ONNX Runtime execution providers are not available (strict mode) or unknown."""
+
+
+class TorchUnavailableError(TinySamAnnotateError, ImportError):
+    """The torch engine, a checkpoint's first ONNX export or training was asked for without PyTorch installed."""

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .backends.base import Backend
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, TorchUnavailableError
 from .paths import app_home
 from .registry import MODEL_SPECS, get_spec, require_model_file
 
@@ -52,6 +52,7 @@ def load_model(
         folder = _shipped_onnx(name_or_path, weights_hash, precision) or ensure_onnx(checkpoint, model_id, weights_hash, arch, precision)
         return _onnx_backend(folder, precision, providers, strict)
 
+    require_torch("the torch backend")
     from .backends.torch_backend import TorchBackend
 
     sam = _build_torch(checkpoint, arch)
@@ -95,7 +96,17 @@ def _resolve_checkpoint(name_or_path: str | os.PathLike) -> tuple[Path, str, str
     return path, path.stem, None
 
 
+def require_torch(what: str) -> None:
+    """Raise TorchUnavailableError naming ``what`` when PyTorch is not installed (the runtime does not need it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise TorchUnavailableError(f"{what} needs PyTorch, which is not installed: pip install 'tinysam-annotate[torch]' "
+                                    "(ONNX models run without it: backend='onnx')")
+
+
 def _build_torch(checkpoint: Path, arch: str | None):
+    require_torch(f"loading the checkpoint {checkpoint.name} into torch (also for its first ONNX export)")
     from .build import sam_from_checkpoint, sam_model_registry
 
     return sam_model_registry[arch](checkpoint=checkpoint) if arch else sam_from_checkpoint(checkpoint)

@@ -1,14 +1,15 @@
 """SamPredictor: segment-anything's interactive predictor over any backend, with an embedding cache.
 
-``SamPredictor(sam)`` accepts a torch :class:`Sam` (wrapped in a TorchBackend) or any object that
-implements :class:`~tinysam_annotate.backends.Backend`. The image embedding is computed once per image
-(or fetched from the cache) and every prompt is then decoded against it.
+``SamPredictor(sam)`` accepts any object that implements :class:`~tinysam_annotate.backends.Backend`, or
+a model that makes one (a torch :class:`Sam` has ``as_backend()``); this module never imports torch.
+The image embedding is computed once per image (or fetched from the cache) and every prompt is then
+decoded against it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,20 +20,24 @@ from .io.image import as_model_view
 from .prompts import to_decoder_inputs, validate_prompts
 from .transforms import ResizeLongestSide, UpsampleFrame, postprocess_masks, preprocess_shape
 
-if TYPE_CHECKING:
-    import torch
-
 
 def as_backend(model: Any) -> Backend:
-    """A Backend for a torch Sam, or the object itself when it already is one."""
+    """The object itself when it is a Backend, else the engine it makes (``model.as_backend()``, e.g. a torch Sam)."""
     if isinstance(model, Backend):
         return model
-    from .backends.torch_backend import TorchBackend
-    from .modeling import Sam
-
-    if isinstance(model, Sam):
-        return TorchBackend(model, model_id=type(model.image_encoder).__name__)
+    make = getattr(model, "as_backend", None)
+    if callable(make):
+        return make()
     raise TypeError(f"expected a Sam model or a Backend, got {type(model).__name__}")
+
+
+def _to_numpy(tensor: Any) -> np.ndarray | None:
+    """A torch tensor (any device) or array-like as a numpy array; None stays None."""
+    if tensor is None:
+        return None
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu()
+    return np.asarray(tensor)
 
 
 class SamPredictor:
@@ -76,8 +81,8 @@ class SamPredictor:
         """Whether :meth:`set_image` on this RGB image would hit the embedding cache (no encoder pass)."""
         return embedding_key(as_model_view(image), self.backend.identity) in self.cache
 
-    def set_torch_image(self, transformed_image: "torch.Tensor", original_image_size: tuple[int, ...]) -> None:
-        """Embed an image already resized with ResizeLongestSide: 1 x 3 x h x w, values 0..255."""
+    def set_torch_image(self, transformed_image: Any, original_image_size: tuple[int, ...]) -> None:
+        """Embed an image already resized with ResizeLongestSide: a 1 x 3 x h x w torch tensor, values 0..255."""
         if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3):
             raise ValueError(f"set_torch_image expects a 1 x 3 x h x w tensor, got {tuple(transformed_image.shape)}")
         if max(transformed_image.shape[2:]) != self.backend.image_size:
@@ -109,15 +114,11 @@ class SamPredictor:
     def get_image_embedding(self) -> Any:
         """The current embedding, 1 x C x e x e (C=256, e=64): a torch tensor for torch models, else numpy."""
         self._require_image()
-        if hasattr(self.backend, "sam"):
-            import torch
-
-            return torch.from_numpy(np.array(self.features)).to(self.backend.device)
-        return self.features
+        return self.backend.as_native(self.features)
 
     @property
-    def device(self) -> Any:
-        return getattr(self.backend, "device", "cpu")
+    def device(self) -> str:
+        return self.backend.device
 
     def _require_image(self) -> None:
         if not self.is_image_set:
@@ -155,33 +156,30 @@ class SamPredictor:
 
     def predict_torch(
         self,
-        point_coords: "torch.Tensor | None",
-        point_labels: "torch.Tensor | None",
-        boxes: "torch.Tensor | None" = None,
-        mask_input: "torch.Tensor | None" = None,
+        point_coords: Any,
+        point_labels: Any,
+        boxes: Any = None,
+        mask_input: Any = None,
         multimask_output: bool = True,
         return_logits: bool = False,
-    ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    ) -> tuple[Any, Any, Any]:
         """Batched prediction with prompts already in the input frame (see ResizeLongestSide).
 
-        point_coords B x N x 2 (x, y), point_labels B x N, boxes B x 4, mask_input B x 1 x 256 x 256.
-        Returns masks B x C x H x W, IoU B x C and low-res logits B x C x 256 x 256 as torch tensors.
+        point_coords B x N x 2 (x, y), point_labels B x N, boxes B x 4, mask_input B x 1 x 256 x 256 (torch
+        tensors or arrays). Returns masks B x C x H x W, IoU B x C and low-res logits B x C x 256 x 256 as the
+        engine's tensors (torch tensors on the model's device for a torch model).
         """
-        import torch
-
         self._require_image()
         if point_coords is None and boxes is None and mask_input is None:
             raise PromptError("no prompt given: pass point_coords/point_labels, boxes, or mask_input")
         if (point_coords is None) != (point_labels is None):
             raise PromptError("point_coords and point_labels must be given together")
-        to_np = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
-        points, labels, box_np, mask_np = map(to_np, (point_coords, point_labels, boxes, mask_input))
+        points, labels, box_np, mask_np = map(_to_numpy, (point_coords, point_labels, boxes, mask_input))
         batch = max(a.shape[0] for a in (points, box_np, mask_np) if a is not None)
         if points is None:
             points, labels = np.zeros((batch, 0, 2), np.float32), np.zeros((batch, 0), np.int64)
         masks, iou, low_res = self._decode(points, labels, box_np, mask_np, multimask_output, return_logits)
-        device = self.device
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (masks, iou, low_res))  # type: ignore[return-value]
+        return tuple(self.backend.as_native(np.ascontiguousarray(a)) for a in (masks, iou, low_res))  # type: ignore[return-value]
 
     def _decode(
         self,

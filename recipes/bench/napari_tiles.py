@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="recipes/results/napari_large.md")
     args = parser.parse_args(argv)
 
-    from tinysam_annotate.loading import load_model
     from tinysam_napari.annotator import Prompts, StackAnnotator, everything_factory
     from tinysam_napari.planes import PlaneSource
+
+    from tinysam_annotate.loading import load_model
 
     predictor = SamPredictor(load_model(args.model, backend=args.backend, precision=args.precision))
     start = time.perf_counter()

@@ -60,7 +60,8 @@ def run_summary(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     threads = cfg.threads or torch.get_num_threads()
     elapsed = state.get("elapsed_s") or (records[-1]["elapsed_s"] if records else 0.0)
     last = records[-50:]
-    return state.get("ema") or state["model"], {"steps": state["step"], "images": sum(cfg.at_step(r["step"] - 1).batch_size for r in records),
+    images = sum(cfg.at_step(r["step"] - 1).batch_size for r in records)
+    return state.get("ema") or state["model"], {"steps": state["step"], "images": images,
                             "core_hours": elapsed * threads / 3600,
                             "train_iou": sum(r.get("mask_iou", 0.0) for r in last) / max(1, len(last))}
 

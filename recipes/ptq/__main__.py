@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from tinysam_annotate.build import sam_from_checkpoint
-from tinysam_annotate.hashing import file_sha256
 from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, default_calibration_images, quantize_encoder_int8
 from tinysam_annotate.export.versions import ENCODER_FILE, MANIFEST_FILE
+from tinysam_annotate.hashing import file_sha256
 
 from .pipeline import calibrate_variants, export_qdq_encoder, install_int8, prepare_images
 from .search import PtqConfig, decode_all, grid_prompts, task_loss

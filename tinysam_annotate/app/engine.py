@@ -36,7 +36,8 @@ class LockedBackend:
         self.lock = threading.Lock()
         self.identity, self.image_size = inner.identity, inner.image_size
         self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
-        self.device_description = inner.device_description
+        self.device, self.device_description = inner.device, inner.device_description
+        self.as_native = inner.as_native
         self.last_encode_s = 0.0
         self.last_decode_s = 0.0
 

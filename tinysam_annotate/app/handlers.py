@@ -230,5 +230,6 @@ def close(state: AppState) -> None:
 
 
 __all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "clear", "click", "close", "cycle",
-           "cancel", "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo", "switch_engine",
+           "cancel", "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo",
+           "switch_engine",
            "relabel", "set_mode", "status", "undo"]

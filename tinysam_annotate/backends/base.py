@@ -8,7 +8,7 @@ Coordinates are (x, y) pixels of the model's input frame (the resized image, lon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class Backend(Protocol):
     image_size: int  # side of the square model input, 1024 for official models
     low_res_size: int  # side of the low-res logits, 256 for official models
     always_multimask: bool  # TinySAM: three masks whatever multimask_output says
+    device: str  # where it computes: "cpu", "cuda", "cuda:0", ...
     device_description: str  # e.g. "cpu", "cuda:0", "CPUExecutionProvider"
 
     def encode(self, resized_image: np.ndarray) -> np.ndarray:
@@ -51,4 +52,9 @@ class Backend(Protocol):
         mask_input: B x 1 x 256 x 256 logits or None. Returns low-res logits B x M x 256 x 256 and
         IoU predictions B x M (M = 3, or 1 when a single mask is asked for and allowed).
         """
+        ...
+
+    def as_native(self, array: np.ndarray) -> Any:
+        """``array`` as the engine's own tensor type (a torch tensor on its device for the torch engine; the
+        array itself for ONNX Runtime): what segment-anything's torch-facing calls return."""
         ...

@@ -72,6 +72,13 @@ class OnnxBackend:
         self._mask_broadcasts = int(self.manifest.get("export_version", 0)) >= 3
 
     @property
+    def device(self) -> str:
+        return "cuda" if self.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+
+    def as_native(self, array: np.ndarray) -> np.ndarray:
+        return array
+
+    @property
     def device_description(self) -> str:
         return self.provider if not self.fallbacks else f"{self.provider} (fallback from {', '.join(self.fallbacks)})"
 

@@ -49,23 +49,26 @@ class TorchBackend:
         self._dense_pe: torch.Tensor | None = None
 
     @property
-    def device(self) -> torch.device:
-        return self.sam.device
+    def device(self) -> str:
+        return str(self.sam.device)
 
     @property
     def device_description(self) -> str:
-        return str(self.device)
+        return self.device
+
+    def as_native(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(array)).to(self.sam.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.bf16:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.sam.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     @torch.inference_mode()
     def encode_tensor(self, image: torch.Tensor) -> torch.Tensor:
         """B x 3 x h x w resized image (0..255) -> B x C x e x e float32 embeddings."""
         with self._autocast():
-            features = self.sam.image_encoder(self.sam.preprocess(image.to(self.device, torch.float32)))
+            features = self.sam.image_encoder(self.sam.preprocess(image.to(self.sam.device, torch.float32)))
         return features.float()
 
     def encode(self, resized_image: np.ndarray) -> np.ndarray:
@@ -90,13 +93,14 @@ class TorchBackend:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Torch version of :meth:`decode` (same shapes), staying on the model's device."""
         pe = self.sam.prompt_encoder
-        sparse = pe.embed_labeled_points(coords.to(self.device, torch.float32), labels.to(self.device))
+        device = self.sam.device
+        sparse = pe.embed_labeled_points(coords.to(device, torch.float32), labels.to(device))
         if mask_input is not None:
-            dense = pe.embed_masks(mask_input.to(self.device, torch.float32))
+            dense = pe.embed_masks(mask_input.to(device, torch.float32))
         else:
             dense = pe.no_mask_dense(1)  # broadcast: the decoder then does the image-side work once
         return self.sam.mask_decoder(
-            image_embeddings=embedding.to(self.device),
+            image_embeddings=embedding.to(device),
             image_pe=self.dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,

@@ -77,5 +77,6 @@ def read_label_image(path: str | os.PathLike, max_ndim: int = 2) -> np.ndarray:
     except Exception as exc:
         raise LabelImageError(f"cannot read label image {path}: {exc}") from exc
     if not 2 <= labels.ndim <= max_ndim or not np.issubdtype(labels.dtype, np.integer):
-        raise LabelImageError(f"{path} is not a 2-D{'' if max_ndim == 2 else ' to %d-D' % max_ndim} integer label image (shape {labels.shape}, dtype {labels.dtype})")
+        dims = "2-D" if max_ndim == 2 else f"2-D to {max_ndim}-D"
+        raise LabelImageError(f"{path} is not a {dims} integer label image (shape {labels.shape}, dtype {labels.dtype})")
     return labels

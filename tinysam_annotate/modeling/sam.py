@@ -40,6 +40,12 @@ class Sam(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
+    def as_backend(self):  # -> TorchBackend (imported here: the torch engine builds on this module)
+        """This model as an inference engine, for SamPredictor and the mask generators."""
+        from ..backends.torch_backend import TorchBackend
+
+        return TorchBackend(self, model_id=type(self.image_encoder).__name__)
+
     @property
     def img_size(self) -> int:
         return self.image_encoder.img_size
