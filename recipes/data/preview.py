@@ -1,6 +1,6 @@
 """A picture of the generator: scenes of every kind, with their instance outlines below, and a 3D stack.
 
-    python -m recipes.data.preview recipes/results/scenes.png [--per-kind 2]
+    python -m recipes.data.preview recipes/results/scenes.jpg [--per-kind 2]
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def preview(per_kind: int = 2, first_seed: int = 0) -> Image.Image:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recipes.data.preview", description=__doc__)
-    parser.add_argument("out", help="PNG to write")
+    parser.add_argument("out", help="image to write (.jpg keeps it small, .png is lossless)")
     parser.add_argument("--per-kind", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=0)
     args = parser.parse_args(argv)
     image = preview(args.per_kind, args.first_seed)
-    image.save(Path(args.out))
+    image.save(Path(args.out), quality=88)
     print(f"wrote {args.out} ({image.width} x {image.height})")
 
 
