@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tinysam_annotate.amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from tinysam_annotate.amg.generator import GenerationCancelled
 from tinysam_annotate.errors import PromptError
 from tinysam_annotate.predictor import SamPredictor
+from tinysam_annotate.service import EVERYTHING_MODES, everything_generator
 from tinysam_annotate.session import AnnotationSession, Preview, SessionError
 
 from .history import History
@@ -67,15 +67,15 @@ class PlanePreview:
         return self.preview.mask
 
 
-def everything_factory(mode: str = "hierarchical", pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-                       points_per_side: int = 32) -> GeneratorFactory:
-    """A factory of everything-mode generators ("hierarchical", TinySAM's, or SAM's "grid") over a predictor."""
-    if mode not in ("hierarchical", "grid"):
+def everything_factory(mode: str = "hierarchical", pred_iou_thresh: float | None = None,
+                       stability_score_thresh: float | None = None, points_per_side: int = 32) -> GeneratorFactory:
+    """A factory of everything-mode generators ("hierarchical", TinySAM's, or SAM's "grid") over a predictor;
+    unset thresholds are the ones the predictor's model was tuned for (``tinysam_annotate.service``)."""
+    if mode not in EVERYTHING_MODES:
         raise ValueError(f"everything mode must be 'hierarchical' or 'grid', got {mode!r}")
-    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
     params = dict(points_per_side=points_per_side, points_per_batch=128, pred_iou_thresh=pred_iou_thresh,
                   stability_score_thresh=stability_score_thresh)
-    return lambda predictor: cls(predictor, **params)
+    return lambda predictor: everything_generator(predictor, mode, **params)
 
 
 hierarchical_everything = everything_factory()

@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 
 from tinysam_annotate.backends.torch_backend import TorchBackend
-from tinysam_annotate.batch import annotate_folder, expand_inputs, make_generator
+from tinysam_annotate.batch import annotate_folder, expand_inputs
 from tinysam_annotate.cli import main
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.io.coco import objects_of_image, read_coco
 from tinysam_annotate.io.labels import read_label_image
+from tinysam_annotate.service import everything_generator
 
 from .conftest import make_tiny_sam
 
@@ -30,7 +31,7 @@ def folder(tmp_path, scene):
 
 
 def test_folder_to_coco_and_labels(folder, tmp_path):
-    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", **OPTIONS)
+    gen = everything_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", output_mode="coco_rle", **OPTIONS)
     result = annotate_folder(expand_inputs([folder]), tmp_path / "out.json", gen, labels_dir=tmp_path / "labels", progress=False)
     assert sorted(result.processed) == ["img0.png", "img1.png", "img2.png"] and "notes.png" in result.failed
     coco = read_coco(tmp_path / "out.json")  # validates
@@ -43,7 +44,7 @@ def test_folder_to_coco_and_labels(folder, tmp_path):
 
 
 def test_interrupted_run_resumes_with_only_missing_images(folder, tmp_path):
-    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "hierarchical", points_per_side=4)
+    gen = everything_generator(TorchBackend(make_tiny_sam(seed=5)), "hierarchical", output_mode="coco_rle", points_per_side=4)
     images = expand_inputs([folder])
 
     def stop_after_first(path, count):
@@ -87,7 +88,7 @@ def test_duplicate_file_names_are_refused(folder, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "img0.png").write_bytes((folder / "img0.png").read_bytes())
-    gen = make_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", **OPTIONS)
+    gen = everything_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", output_mode="coco_rle", **OPTIONS)
     with pytest.raises(TinySamAnnotateError, match="img0.png"):
         annotate_folder(expand_inputs([folder, other]), tmp_path / "out.json", gen, progress=False)
     assert not (tmp_path / "out.json").exists()
@@ -95,4 +96,4 @@ def test_duplicate_file_names_are_refused(folder, tmp_path):
 
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode"):
-        make_generator(None, "random")
+        everything_generator(None, "random")

@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tinysam_annotate.batch import annotate_folder, expand_inputs, load_detections, make_generator
+from tinysam_annotate.batch import annotate_folder, expand_inputs, load_detections
 from tinysam_annotate.cli import main
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.io.coco import read_coco
+from tinysam_annotate.service import everything_generator
 
 from .conftest import TINY_TINYVIT, make_tiny_sam
 
@@ -90,7 +91,8 @@ def images(tmp_path_factory):
 def local_coco(spec, images, tmp_path_factory):
     torch.set_num_threads(1)  # as in each actor: identical floating-point reductions
     out = tmp_path_factory.mktemp("local") / "local.json"
-    annotate_folder(images, out, make_generator(spec.load_backend(), spec.mode, **spec.options), progress=False)
+    generator = everything_generator(spec.load_backend(), spec.mode, output_mode="coco_rle", **spec.options)
+    annotate_folder(images, out, generator, progress=False)
     return read_coco(out)
 
 

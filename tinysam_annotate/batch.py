@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from .amg import SamAutomaticMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
 from .io.coco import decode_rle, read_coco, rle_annotation, rle_from_mask, write_coco
 from .io.image import load_image
@@ -45,14 +45,6 @@ class BatchResult:
     skipped: list[str]
     failed: dict[str, str]
     annotations: int
-
-
-def make_generator(backend: Any, mode: str, **options: Any) -> SamAutomaticMaskGenerator:
-    """A hierarchical (default) or grid generator over ``backend`` with RLE output."""
-    if mode not in ("hierarchical", "grid"):
-        raise ValueError(f"mode must be 'hierarchical' or 'grid', got {mode!r}")
-    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
-    return cls(backend, output_mode="coco_rle", **options)
 
 
 @dataclass

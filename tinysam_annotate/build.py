@@ -7,7 +7,6 @@ state_dict, so any official file loads by path alone.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import zipfile
@@ -18,7 +17,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .errors import CheckpointError
-from .hashing import file_sha256  # noqa: F401  (re-exported: recipes and older callers import it from here)
+from .hashing import file_sha256, state_dict_digest  # noqa: F401  (re-exported for older callers)
 from .modeling import (
     VIT_B,
     VIT_H,
@@ -288,10 +287,3 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
 }
 
 
-def state_dict_digest(model: torch.nn.Module) -> str:
-    """A stable hex digest of a model's weights, for cache keys of models not loaded from a file."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()

@@ -63,42 +63,14 @@ def cmd_models(args: argparse.Namespace) -> int:
 # -- segment / demo -----------------------------------------------------------------------------
 
 
-def _load_backend(model: str | None, backend: str, precision: str, providers: list[str] | None = None, strict: bool = False):
-    """The backend of ``model``; without one, the shipped default model (or, in a checkout without it,
-    random weights with a warning so the pipeline still runs end to end)."""
-    from .loading import load_model
-    from .registry import DEFAULT_MODEL, find_model_file, get_spec
-
-    if model is None and find_model_file(get_spec(DEFAULT_MODEL)) is not None:
-        model = DEFAULT_MODEL
-    if model is not None:
-        return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
-    if backend != "torch" or precision != "fp32":
-        raise TinySamAnnotateError(
-            f"--backend {backend} --precision {precision} needs --model NAME|PATH: the default model "
-            f"{DEFAULT_MODEL} is not in this checkout"
-        )
-    import torch
-
-    from .backends.torch_backend import TorchBackend
-    from .build import sam_model_registry
-
-    print(
-        f"warning: the default model {DEFAULT_MODEL} is missing from models/; using TinySAM with random weights, so "
-        "the pipeline runs end to end but the mask is not meaningful. Pass --model NAME|PATH for real weights.",
-        file=sys.stderr,
-    )
-    torch.manual_seed(0)
-    return TorchBackend(sam_model_registry["vit_t"](), model_id="vit_t-random-seed0")
-
-
 def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels, box) -> int:
     from PIL import Image
 
     from .predictor import SamPredictor
+    from .service import open_engine
     from .visualize import render_overlay
 
-    backend = _load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
+    backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
     predictor = SamPredictor(backend)
     predictor.set_image(rgb)
     masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=True)
@@ -186,8 +158,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import time
 
     from .predictor import SamPredictor
+    from .service import open_engine
 
-    backend = _load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
+    backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(768, 1024, 3), dtype=np.uint8)
     predictor = SamPredictor(backend)
@@ -245,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     from .cli_batch import add_batch_commands
 
-    add_batch_commands(sub, model_options, _load_backend)
+    add_batch_commands(sub, model_options)
 
     export = sub.add_parser("export", help="export a model to ONNX (FP32, and INT8 / FP16 on request)")
     export.add_argument("model", help="registered model name or checkpoint path")

@@ -51,8 +51,9 @@ def _report(result: Any, out: str) -> int:
     return 0 if not result.failed else 1
 
 
-def cmd_everything(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
-    from .batch import annotate_folder, make_generator
+def cmd_everything(args: argparse.Namespace) -> int:
+    from .batch import annotate_folder
+    from .service import everything_generator, open_engine
 
     images = _images(args)
     tuned = everything_thresholds(args.model)
@@ -67,16 +68,17 @@ def cmd_everything(args: argparse.Namespace, load_backend: Callable[..., Any]) -
         spec, ray_options = _ray_settings(args)
         result = annotate_folder_ray(images, args.out, spec, ray_options, args.labels_dir, progress=not args.no_progress)
         return _report(result, args.out)
-    backend = load_backend(args.model, args.backend, args.precision, args.providers, args.strict)
+    backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
     print(f"model {backend.identity.model_id} ({backend.identity.backend}/{backend.identity.precision}) on {backend.device_description}")
-    generator = make_generator(backend, args.mode, **args.generator_options)
+    generator = everything_generator(backend, args.mode, output_mode="coco_rle", **args.generator_options)
     result = annotate_folder(images, args.out, generator, labels_dir=args.labels_dir, progress=not args.no_progress)
     return _report(result, args.out)
 
 
-def cmd_boxes(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
+def cmd_boxes(args: argparse.Namespace) -> int:
     from .batch import annotate_boxes_folder, load_detections
     from .predictor import SamPredictor
+    from .service import open_engine
 
     images = _images(args)
     detections, categories = load_detections(args.detections, args.images_json)
@@ -89,15 +91,16 @@ def cmd_boxes(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int
         spec, ray_options = _ray_settings(args)
         result = annotate_boxes_ray(images, detections, categories, args.out, spec, ray_options, progress=not args.no_progress)
         return _report(result, args.out)
-    predictor = SamPredictor(load_backend(args.model, args.backend, args.precision, args.providers, args.strict))
+    predictor = SamPredictor(open_engine(args.model, args.backend, args.precision, args.providers, args.strict))
     result = annotate_boxes_folder(images, detections, categories, args.out, predictor, progress=not args.no_progress)
     return _report(result, args.out)
 
 
-def cmd_embed(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int:
+def cmd_embed(args: argparse.Namespace) -> int:
     from .batch import embed_folder
     from .cache import EmbeddingCache, default_cache_dir
     from .predictor import SamPredictor
+    from .service import open_engine
 
     images = _images(args)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -108,7 +111,7 @@ def cmd_embed(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int
         status = embed_folder_ray(images, cache_dir, spec, ray_options, progress=not args.no_progress)
     else:
         cache = EmbeddingCache(cache_dir, max_disk_bytes=args.max_cache_gb << 30)
-        predictor = SamPredictor(load_backend(args.model, args.backend, args.precision, args.providers, args.strict), cache)
+        predictor = SamPredictor(open_engine(args.model, args.backend, args.precision, args.providers, args.strict), cache)
         status = embed_folder(images, predictor, progress=not args.no_progress)
     errors = {k: v for k, v in status.items() if v.startswith("error")}
     computed = sum(v == "computed" for v in status.values())
@@ -119,8 +122,7 @@ def cmd_embed(args: argparse.Namespace, load_backend: Callable[..., Any]) -> int
     return 0 if not errors else 1
 
 
-def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParser], None],
-                       load_backend: Callable[..., Any]) -> None:
+def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParser], None]) -> None:
     every = sub.add_parser("everything", help="segment everything in images or folders into a COCO file (resumable)")
     every.add_argument("images", nargs="+", help="image files or folders")
     every.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
@@ -136,7 +138,7 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
     model_options(every)
     add_engine_options(every)
-    every.set_defaults(func=lambda a: cmd_everything(a, load_backend))
+    every.set_defaults(func=cmd_everything)
 
     boxes = sub.add_parser("boxes", help="one mask per detector box (COCO results JSON) into a COCO file (resumable)")
     boxes.add_argument("images", nargs="+", help="image files or folders")
@@ -145,7 +147,7 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     boxes.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
     model_options(boxes)
     add_engine_options(boxes)
-    boxes.set_defaults(func=lambda a: cmd_boxes(a, load_backend))
+    boxes.set_defaults(func=cmd_boxes)
 
     embed = sub.add_parser("embed", help="precompute image embeddings into the shared disk cache the GUIs read")
     embed.add_argument("images", nargs="+", help="image files or folders")
@@ -153,4 +155,4 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     embed.add_argument("--max-cache-gb", type=int, default=50)
     model_options(embed)
     add_engine_options(embed)
-    embed.set_defaults(func=lambda a: cmd_embed(a, load_backend))
+    embed.set_defaults(func=cmd_embed)

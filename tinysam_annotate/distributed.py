@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from .batch import BatchResult, CocoAccumulator, ImageAnnotations, annotate_image, check_unique_names, make_generator
+from .batch import BatchResult, CocoAccumulator, ImageAnnotations, annotate_image, check_unique_names
 from .errors import TinySamAnnotateError
 
 RAY_HINT = "the Ray engine needs Ray: pip install 'tinysam-annotate[distributed]' (or pip install 'ray[data]')"
@@ -54,9 +54,9 @@ class EngineSpec:
     def load_backend(self) -> Any:
         if self.loader is not None:
             return self.loader()
-        from .cli import _load_backend
+        from .service import open_engine
 
-        return _load_backend(self.model, self.backend, self.precision, None, False)
+        return open_engine(self.model, self.backend, self.precision)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,9 @@ class EverythingActor:
 
     def __init__(self, spec: EngineSpec, labels_dir: str | None = None, fault: Callable[[str], None] | None = None) -> None:
         _limit_threads(spec.threads)
-        self.generator = make_generator(spec.load_backend(), spec.mode, **spec.options)
+        from .service import everything_generator
+
+        self.generator = everything_generator(spec.load_backend(), spec.mode, output_mode="coco_rle", **spec.options)
         self.labels_dir = labels_dir
         self.fault = fault  # tests inject actor deaths here
 

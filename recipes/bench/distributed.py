@@ -16,8 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from tinysam_annotate.batch import annotate_folder, expand_inputs, make_generator
+from tinysam_annotate.batch import annotate_folder, expand_inputs
 from tinysam_annotate.io.coco import read_coco
+from tinysam_annotate.service import everything_generator, open_engine
 
 from ..data.scenes import SceneConfig, generate_scene
 
@@ -43,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from tinysam_annotate.cli import _load_backend
     from tinysam_annotate.distributed import EngineSpec, RayOptions, annotate_folder_ray, require_ray
 
     ray = require_ray()
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         for threads in sorted({1, cores}):
             torch.set_num_threads(threads)
             os.environ["OMP_NUM_THREADS"] = os.environ["TINYSAM_ANNOTATE_THREADS"] = str(threads)
-            backend = _load_backend(args.model, args.backend, args.precision)
-            generator = make_generator(backend, "hierarchical", **options)
+            backend = open_engine(args.model, args.backend, args.precision)
+            generator = everything_generator(backend, "hierarchical", output_mode="coco_rle", **options)
             start = time.perf_counter()
             annotate_folder(images, Path(tmp) / f"local{threads}.json", generator, progress=False)
             seconds = time.perf_counter() - start

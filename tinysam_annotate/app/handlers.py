@@ -14,9 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from ..amg import GenerationCancelled, SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from ..amg import GenerationCancelled
 from ..errors import TinySamAnnotateError
 from ..io.image import load_image, read_image
+from ..service import everything_generator
 from ..session import AnnotationSession, SessionError
 from ..visualize import id_colours
 from .engine import Engine
@@ -165,18 +166,19 @@ def add_category(state: AppState, name: str) -> AppState:
     return state
 
 
-def everything(state: AppState, mode: str = "hierarchical", points_per_side: int = 32, pred_iou_thresh: float = 0.88,
-               stability_score_thresh: float = 0.95, min_area: int = 0, category: str | None = None,
+def everything(state: AppState, mode: str = "hierarchical", points_per_side: int = 32, pred_iou_thresh: float | None = None,
+               stability_score_thresh: float | None = None, min_area: int = 0, category: str | None = None,
                progress: Callable[[int, int], None] | None = None) -> AppState:
-    """Segment everything (hierarchical by default) and add the masks as one undo step."""
+    """Segment everything (hierarchical by default) and add the masks as one undo step; unset thresholds are the
+    ones the open model was tuned for."""
     session = require_session(state)
-    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
-    params = dict(points_per_side=int(points_per_side), pred_iou_thresh=float(pred_iou_thresh),
-                  stability_score_thresh=float(stability_score_thresh), min_mask_region_area=int(min_area))
+    params = dict(points_per_side=int(points_per_side), min_mask_region_area=int(min_area),
+                  pred_iou_thresh=None if pred_iou_thresh is None else float(pred_iou_thresh),
+                  stability_score_thresh=None if stability_score_thresh is None else float(stability_score_thresh))
     state.cancel_requested = False
     try:
-        added = session.segment_everything(lambda predictor: cls(predictor, **params), category, progress,
-                                           should_stop=lambda: state.cancel_requested)
+        added = session.segment_everything(lambda predictor: everything_generator(predictor, mode, **params), category,
+                                           progress, should_stop=lambda: state.cancel_requested)
     except GenerationCancelled:
         state.message = "everything cancelled: no objects added"
         return state

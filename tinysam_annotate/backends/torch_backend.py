@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..modeling import Sam
 from .base import ModelIdentity
+
+if TYPE_CHECKING:  # Sam.as_backend() imports this module
+    from ..modeling import Sam
 
 
 def _as_tensor(array: np.ndarray, dtype: type) -> torch.Tensor:
@@ -31,7 +34,7 @@ class TorchBackend:
         device: str | torch.device | None = None,
         bf16: bool = False,
     ) -> None:
-        from ..build import state_dict_digest
+        from ..hashing import state_dict_digest
 
         self.sam = sam.eval()
         if device is not None:

@@ -1,0 +1,66 @@
+"""One way to open an engine and one way to build an everything-mode generator.
+
+The Python API, the CLI, the web app, the napari plugin and the Ray actors all go through these two
+functions, so a model's defaults (its tuned everything-mode thresholds) and the fallbacks are decided once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
+from .backends.base import Backend
+from .errors import TinySamAnnotateError
+from .predictor import SamPredictor, as_backend
+from .registry import DEFAULT_MODEL, everything_thresholds, find_model_file, get_spec
+
+EVERYTHING_MODES = ("hierarchical", "grid")
+
+
+def open_engine(model: str | None = None, backend: str = "torch", precision: str = "fp32",
+                providers: list[str] | None = None, strict: bool = False) -> Backend:
+    """The engine of ``model`` (registry name, checkpoint or ONNX folder); without one, the shipped default
+    model, or, in a checkout without it, TinySAM with random weights (torch FP32, with a warning) so that a
+    pipeline still runs end to end."""
+    from .loading import load_model, require_torch
+
+    if model is None and find_model_file(get_spec(DEFAULT_MODEL)) is not None:
+        model = DEFAULT_MODEL
+    if model is not None:
+        return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
+    if backend != "torch" or precision != "fp32":
+        raise TinySamAnnotateError(
+            f"--backend {backend} --precision {precision} needs --model NAME|PATH: the default model "
+            f"{DEFAULT_MODEL} is not in this checkout"
+        )
+    require_torch("random-weight TinySAM (the default model is missing)")
+    import torch
+
+    from .build import sam_model_registry
+
+    print(
+        f"warning: the default model {DEFAULT_MODEL} is missing from models/; using TinySAM with random weights, so "
+        "the pipeline runs end to end but the mask is not meaningful. Pass --model NAME|PATH for real weights.",
+        file=sys.stderr,
+    )
+    torch.manual_seed(0)
+    return sam_model_registry["vit_t"]().as_backend()
+
+
+def everything_generator(model: Any, mode: str = "hierarchical", pred_iou_thresh: float | None = None,
+                         stability_score_thresh: float | None = None, **options: Any) -> SamAutomaticMaskGenerator:
+    """TinySAM's hierarchical (default) or SAM's grid generator over ``model`` (an engine, a predictor or a torch
+    Sam). Unset thresholds are the ones the model was tuned for (the registry entry of its model id; SAM's for
+    other models). ``options`` are the generators' other keyword arguments (points_per_side, output_mode, ...)."""
+    if mode not in EVERYTHING_MODES:
+        raise ValueError(f"everything mode must be 'hierarchical' or 'grid', got {mode!r}")
+    if not isinstance(model, SamPredictor):
+        model = as_backend(model)
+    engine = model.backend if isinstance(model, SamPredictor) else model
+    tuned = everything_thresholds(engine.identity.model_id)
+    cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
+    return cls(model,
+               pred_iou_thresh=tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh,
+               stability_score_thresh=tuned.stability if stability_score_thresh is None else stability_score_thresh,
+               **options)
