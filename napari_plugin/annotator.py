@@ -326,7 +326,7 @@ def points_in_plane(
 ) -> dict[PlaneKey, list[tuple[float, float, bool]]]:
     """Group image-data coordinates (..., row, col) by plane key -> [(x, y, positive)] (row/col flipped here only)."""
     grouped: dict[PlaneKey, list[tuple[float, float, bool]]] = {}
-    for coords, pos in zip(points, positive):
+    for coords, pos in zip(points, positive, strict=True):
         coords = list(coords)
         key = tuple(int(round(c)) for c in coords[:plane_ndim])
         grouped.setdefault(key, []).append((float(coords[-1]), float(coords[-2]), bool(pos)))

@@ -74,7 +74,7 @@ def coco_to_labels(coco: dict[str, Any]) -> np.ndarray:
     if len(set(keys)) != len(keys) or any(len(k) != len(keys[0]) for k in keys):
         keys = [(i,) for i in range(len(images))] if len(images) > 1 else [()]
     leading = tuple(int(max(k[d] for k in keys)) + 1 for d in range(len(keys[0])))
-    records = [(key, objects_of_image(coco, img["id"])) for key, img in zip(keys, images)]
+    records = [(key, objects_of_image(coco, img["id"])) for key, img in zip(keys, images, strict=True)]
     count = sum(len(r) for _, r in records)
     wanted = [r.attributes.get("object_id") for _, rs in records for r in rs]
     use_ids = all(isinstance(i, int) and i > 0 for i in wanted) and len(set(wanted)) == len(wanted)

@@ -70,7 +70,7 @@ class PlaneSource:
     def check_key(self, key: PlaneKey) -> PlaneKey:
         leading = self.labels_shape[:-2]
         key = tuple(int(k) for k in key)
-        if len(key) != len(leading) or any(not 0 <= k < n for k, n in zip(key, leading)):
+        if len(key) != len(leading) or any(not 0 <= k < n for k, n in zip(key, leading, strict=True)):
             raise IndexError(f"plane {key} is outside the stack of shape {leading}")
         return key
 

@@ -9,6 +9,7 @@ progress and a Cancel button; errors become napari notifications.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,10 +128,8 @@ class TinySamWidget(Container):
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _refresh_images(self, _event: Any = None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the dock widget is already gone (viewer closing)
             self.image.reset_choices()
-        except RuntimeError:  # the dock widget is already gone (viewer closing)
-            pass
 
     def _say(self, text: str) -> None:
         self.status.value = text
@@ -218,7 +217,7 @@ class TinySamWidget(Container):
             return ()
         position = self.labels_layer.world_to_data(self.viewer.dims.point[-self.labels_layer.ndim:])
         shape = self.labels_layer.data.shape
-        return tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(position[:-2], shape[:-2]))
+        return tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(position[:-2], shape[:-2], strict=True))
 
     def _on_slice(self, _event: Any = None) -> None:
         """Embed a newly shown slice in the background so that the first click on it is instant."""

@@ -14,6 +14,7 @@ import platform
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +52,17 @@ def main() -> None:
             image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
             uncached = SamPredictor(sam, cache=EmbeddingCache(None, memory_bytes=0))
             uncached.set_image(image)  # warm-up
-            miss = _median_ms(lambda: uncached.set_image(image), args.repeats)
+            miss = _median_ms(partial(uncached.set_image, image), args.repeats)
 
             memory = SamPredictor(sam, cache=EmbeddingCache(None))
             memory.set_image(image)
-            mem_hit = _median_ms(lambda: memory.set_image(image), args.repeats * 4)
+            mem_hit = _median_ms(partial(memory.set_image, image), args.repeats * 4)
             assert memory.last_cache_hit
 
             on_disk = SamPredictor(sam, cache=EmbeddingCache(Path(tmp) / f"{h}x{w}"))
             on_disk.set_image(image)
 
-            def disk_hit() -> None:
+            def disk_hit(on_disk: SamPredictor = on_disk, image: np.ndarray = image) -> None:
                 on_disk.cache.clear_memory()
                 on_disk.set_image(image)
                 assert on_disk.last_cache_hit

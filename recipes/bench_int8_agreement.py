@@ -60,11 +60,11 @@ def main() -> None:
             for fx in (0.25, 0.5, 0.75):
                 kwargs = dict(point_coords=np.array([[fx * w, fy * h]]), point_labels=np.array([1]))
                 a, b = fp32.predict(**kwargs)[0], int8.predict(**kwargs)[0]
-                point_ious += [iou(x, y) for x, y in zip(a, b)]
+                point_ious += [iou(x, y) for x, y in zip(a, b, strict=True)]
         for half in (0.1, 0.2, 0.35):
             box = np.array([(0.5 - half) * w, (0.5 - half) * h, (0.5 + half) * w, (0.5 + half) * h])
             a, b = fp32.predict(box=box)[0], int8.predict(box=box)[0]
-            box_ious += [iou(x, y) for x, y in zip(a, b)]
+            box_ious += [iou(x, y) for x, y in zip(a, b, strict=True)]
         rows.append((name, w, h, float(np.median(point_ious)), float(np.median(box_ious))))
         print(rows[-1])
     all_points = np.median([r[3] for r in rows])

@@ -45,9 +45,10 @@ class SceneStream(torch.utils.data.IterableDataset):
     """Endless training samples from freshly generated scenes; worker w of W draws seeds first + w, + W, ..."""
 
     def __init__(self, cfg: DistillConfig, first_seed: int, samples_per_scene: int = 2,
-                 scenes: SceneConfig = SceneConfig()) -> None:
+                 scenes: SceneConfig | None = None) -> None:
         super().__init__()
-        self.cfg, self.first_seed, self.samples_per_scene, self.scenes = cfg, first_seed, samples_per_scene, scenes
+        self.cfg, self.first_seed, self.samples_per_scene = cfg, first_seed, samples_per_scene
+        self.scenes = scenes or SceneConfig()
 
     def __iter__(self) -> Iterator[TrainSample]:
         info = torch.utils.data.get_worker_info()

@@ -119,7 +119,7 @@ def test_output_modes_agree(tiny_backend_amg, scene):
     coco = SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="coco_rle", **kwargs).generate(scene)
     raw = SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="uncompressed_rle", **kwargs).generate(scene)
     assert len(binary) == len(coco) == len(raw) > 0
-    for b, c, r in zip(binary, coco, raw):
+    for b, c, r in zip(binary, coco, raw, strict=True):
         assert b["segmentation"].shape == scene.shape[:2] and b["area"] == int(b["segmentation"].sum())
         assert np.array_equal(decode_rle(c["segmentation"]), b["segmentation"])
         assert sum(r["segmentation"]["counts"]) == scene.shape[0] * scene.shape[1]

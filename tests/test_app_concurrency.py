@@ -52,7 +52,7 @@ def test_parallel_sessions_match_serial_runs_and_stay_separate(app_url, images):
     serial = [annotate(*job) for job in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(lambda job: annotate(*job), jobs))
-    for i, (a, b) in enumerate(zip(serial, parallel)):
+    for i, (a, b) in enumerate(zip(serial, parallel, strict=True)):
         assert len(b["coco"]["annotations"]) == 1, f"session {i} sees {len(b['coco']['annotations'])} objects"
         assert b["coco"]["images"][0]["file_name"] == f"img{i}.png"
         assert a["coco"]["annotations"][0]["segmentation"] == b["coco"]["annotations"][0]["segmentation"]

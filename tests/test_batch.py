@@ -37,7 +37,7 @@ def test_folder_to_coco_and_labels(folder, tmp_path):
     coco = read_coco(tmp_path / "out.json")  # validates
     assert len(coco["images"]) == 3 and len(coco["annotations"]) == result.annotations > 0
     ann = coco["annotations"][0]
-    assert ann["attributes"]["prompts"]["point_labels"] == [1] and 0 <= ann["score"]
+    assert ann["attributes"]["prompts"]["point_labels"] == [1] and ann["score"] >= 0
     labels = read_label_image(tmp_path / "labels" / "img0_labels.tif")
     objects = objects_of_image(coco, 1)
     assert labels.shape == (120, 160) and labels.max() == len(objects)

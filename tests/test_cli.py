@@ -71,7 +71,8 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         path = self.translate_path(self.path)
         try:
-            data = open(path, "rb").read()
+            with open(path, "rb") as fh:
+                data = fh.read()
         except OSError:
             self.send_error(404)
             return

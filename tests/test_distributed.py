@@ -99,7 +99,7 @@ def local_coco(spec, images, tmp_path_factory):
 def same_annotations(a: dict, b: dict) -> None:
     assert [i["file_name"] for i in a["images"]] == [i["file_name"] for i in b["images"]]
     assert len(a["annotations"]) == len(b["annotations"]) > 0
-    for x, y in zip(a["annotations"], b["annotations"]):
+    for x, y in zip(a["annotations"], b["annotations"], strict=True):
         assert x["image_id"] == y["image_id"] and x["segmentation"] == y["segmentation"] and x["bbox"] == y["bbox"]
         assert x["score"] == pytest.approx(y["score"], abs=1e-5)
 

@@ -99,7 +99,7 @@ def test_one_broadcast_no_mask_equals_one_per_prompt(tiny_onnx, scene):
         shared = sam.mask_decoder.predict_masks(*args, pe.no_mask_dense(1))
         repeated = sam.mask_decoder.predict_masks(*args, pe.no_mask_dense(batch))
     assert shared[0].shape == (batch, 4, 64, 64)
-    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(shared, repeated))
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(shared, repeated, strict=True))
 
 
 def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_onnx, scene, tmp_path):
@@ -192,7 +192,7 @@ def test_one_session_shared_by_threads_equals_serial(tiny_onnx, rng):
     emb = backend.encode(np.full((200, 256, 3), 90, np.uint8))
     prompts = [rng.uniform(0, 256, size=(1 + i % 3, 2, 2)).astype(np.float32) for i in range(24)]
     labels = [np.tile(np.array([[1, -1]]), (len(p), 1)) for p in prompts]
-    serial = [backend.decode(emb, p, lab, None, True)[0] for p, lab in zip(prompts, labels)]
+    serial = [backend.decode(emb, p, lab, None, True)[0] for p, lab in zip(prompts, labels, strict=True)]
     results: dict[int, np.ndarray] = {}
 
     def work(indexes: list[int]) -> None:

@@ -113,7 +113,7 @@ def test_box_prompt_results_feed_the_coco_evaluation(tiny_backend, scene_with_ma
     coco = _gt_coco([m for m in masks])
     coco["images"][0].update(width=image.shape[1], height=image.shape[0])
     results = box_prompt_results(SamPredictor(tiny_backend), coco, tmp_path, progress=False)
-    assert len(results) == len(masks) and all(0 <= r["score"] for r in results)
+    assert len(results) == len(masks) and all(r["score"] >= 0 for r in results)
     detections = [{"image_id": 1, "category_id": 1, "bbox": coco["annotations"][0]["bbox"], "score": 0.5}]
     results = box_prompt_results(SamPredictor(tiny_backend), coco, tmp_path, detections, progress=False)
     assert len(results) == 1 and results[0]["score"] <= 0.5 * 1.5

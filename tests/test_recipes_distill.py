@@ -276,7 +276,7 @@ def test_new_loss_terms_train_and_the_dense_head_is_saved_but_not_exported(corpu
     trainer.save()
     again = Trainer(cfg)
     assert again.resume()
-    for a, b in zip(trainer.dense_head.parameters(), again.dense_head.parameters()):
+    for a, b in zip(trainer.dense_head.parameters(), again.dense_head.parameters(), strict=True):
         assert torch.equal(a, b)
     exported = torch.load(trainer.export_weights(tmp_path / "s.pth"), weights_only=True)
     assert not any(k.startswith("dense") for k in exported) and set(exported) == set(trainer.student.state_dict())

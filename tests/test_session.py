@@ -113,7 +113,7 @@ def test_export_import_round_trip(session, tiny_backend, scene, tmp_path):
     imported = fresh.import_coco(path)
     assert [o.category for o in imported] == ["nucleus", "cell"]
     assert set(fresh.categories) >= {"nucleus", "cell"}
-    for a, b in zip(session.objects, fresh.objects):
+    for a, b in zip(session.objects, fresh.objects, strict=True):
         assert np.array_equal(a.mask, b.mask) and a.prompts == b.prompts
     small = AnnotationSession(SamPredictor(tiny_backend), scene[:60], "half.png")
     with pytest.raises(SessionError, match="annotates a 160 x 120 image"):

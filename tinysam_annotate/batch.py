@@ -231,7 +231,7 @@ def annotate_boxes_image(path: Path, detections: list[Detection], predictor: Any
         masks, ious, _ = predictor.predict(box=boxes, multimask_output=True)
         if masks.ndim == 3:  # a single box comes back without the box axis
             masks, ious = masks[None], ious[None]
-        for det, box_masks, box_ious in zip(chunk, masks, ious):
+        for det, box_masks, box_ious in zip(chunk, masks, ious, strict=True):
             best = int(np.argmax(box_ious))
             rle = rle_from_mask(box_masks[best])
             attributes = {"prompts": {"box": [float(v) for v in (det.bbox[0], det.bbox[1], det.bbox[0] + det.bbox[2],

@@ -10,6 +10,7 @@ turns the disk store off with a warning; the memory cache keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -156,15 +157,11 @@ class EmbeddingCache:
         if embedding is None:
             self.stats.corrupt_entries += 1
             log.warning("cache entry %s is truncated or corrupted; recomputing", path)
-            try:
+            with contextlib.suppress(OSError):
                 path.unlink()
-            except OSError:
-                pass
             return None
-        try:
+        with contextlib.suppress(OSError):
             os.utime(path)  # mtime is the LRU clock of the disk store
-        except OSError:
-            pass
         return embedding
 
     def _write_disk(self, key: str, embedding: np.ndarray) -> None:
@@ -184,10 +181,8 @@ class EmbeddingCache:
             return
         finally:
             if tmp_name is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp_name)
-                except OSError:
-                    pass
         self._evict_disk()
 
     def _evict_disk(self) -> None:

@@ -116,7 +116,7 @@ class BoxesActor:
         from .batch import Detection, annotate_boxes_image
 
         results = []
-        for path, payload in zip(batch["path"], batch["payload"]):
+        for path, payload in zip(batch["path"], batch["payload"], strict=True):
             if self.fault is not None:
                 self.fault(str(path))
             detections = [Detection(tuple(d["bbox"]), d["category_id"], d["score"]) for d in json.loads(str(payload))]
@@ -153,7 +153,7 @@ def run_actor_pool(ray_options: RayOptions, paths: list[str], actor: type, const
                      ignore_reinit_error=True, log_to_driver=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts images
-    items = [{"path": p} if payloads is None else {"path": p, "payload": q} for p, q in zip(paths, payloads or paths)]
+    items = [{"path": p} if payloads is None else {"path": p, "payload": q} for p, q in zip(paths, payloads or paths, strict=True)]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(paths)))
     mapped = dataset.map_batches(
         actor,

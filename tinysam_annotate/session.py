@@ -224,7 +224,7 @@ class AnnotationSession:
         first = self._state.next_id
         new = tuple(
             AnnotatedObject(first + i, np.asarray(m, dtype=bool), category, s, (prompts[i] if prompts else {}))
-            for i, (m, s) in enumerate(zip(masks, scores))
+            for i, (m, s) in enumerate(zip(masks, scores, strict=True))
         )
         for obj in new:
             if obj.mask.shape != (self.height, self.width):

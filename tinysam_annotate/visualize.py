@@ -31,7 +31,7 @@ def render_overlay(
         draw.rectangle((x0, y0, x1, y1), outline=(0, 255, 0), width=max(2, radius // 2))
     if points is not None:
         labels = np.ones(len(points), dtype=int) if labels is None else labels
-        for (x, y), label in zip(np.asarray(points).reshape(-1, 2), labels):
+        for (x, y), label in zip(np.asarray(points).reshape(-1, 2), labels, strict=True):
             fill = {1: (0, 220, 0), 0: (230, 30, 30)}.get(int(label), (255, 220, 0))  # 2: a box corner being drawn
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill, outline=(255, 255, 255))
     return np.asarray(img)
@@ -56,7 +56,7 @@ def render_objects(rgb: np.ndarray, masks: list[np.ndarray], alpha: float = 0.45
     or golden-ratio hues by position) and outlined."""
     out = rgb.astype(np.float32).copy()
     colours = (object_colours(len(masks), seed) if colours is None else np.asarray(colours)).astype(np.float32)
-    for mask, colour in zip(masks, colours):
+    for mask, colour in zip(masks, colours, strict=True):
         m = mask.astype(bool)
         out[m] = (1 - alpha) * out[m] + alpha * colour
         edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))

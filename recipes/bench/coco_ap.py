@@ -42,7 +42,7 @@ def evaluate_segm(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+    return {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:6], strict=True)}
 
 
 def box_prompt_results(

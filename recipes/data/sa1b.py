@@ -102,7 +102,7 @@ def read_record(json_path: str | os.PathLike) -> Sa1bRecord:
     from tinysam_annotate.io.coco import decode_rle
 
     masks = [decode_rle(a["segmentation"]) for a in annotations]
-    for a, m in zip(annotations, masks):
+    for a, m in zip(annotations, masks, strict=True):
         if m.shape != (height, width):
             raise Sa1bFormatError(f"{json_path}: annotation {a.get('id')} has size {m.shape}, image is {(height, width)}")
     stacked = np.stack(masks) if masks else np.zeros((0, height, width), bool)
@@ -132,8 +132,10 @@ class Sa1bFolder:
         return (self[i] for i in range(len(self)))
 
 
-def generate_folder(folder: str | os.PathLike, seeds: Iterable[int], config: SceneConfig = SceneConfig(), progress: bool = True) -> int:
+def generate_folder(folder: str | os.PathLike, seeds: Iterable[int], config: SceneConfig | None = None,
+                    progress: bool = True) -> int:
     """Write the scenes of ``seeds`` as SA-1B files (image id = seed); existing ones are kept. Returns the count written."""
+    config = config or SceneConfig()
     folder = Path(folder)
     seeds = list(seeds)
     written = 0

@@ -320,7 +320,7 @@ def _nuclei(rng: np.random.Generator, h: int, w: int):
     mean_r = rng.uniform(4, 22)
     count = int(np.clip(rng.uniform(0.05, 0.35) * h * w / (np.pi * mean_r**2), 3, 250))
     centres: list[tuple[float, float, float]] = []
-    for i in range(count):
+    for _ in range(count):
         r = mean_r * rng.uniform(0.65, 1.35)
         if centres and rng.random() < 0.35:  # touch a neighbour: a cluster
             cy, cx, cr = centres[int(rng.integers(len(centres)))]

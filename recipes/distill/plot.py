@@ -20,7 +20,7 @@ def plot_losses(log_path: str | os.PathLike, out_png: str | os.PathLike, smoothi
     records = sorted({r["step"]: r for r in records}.values(), key=lambda r: r["step"])
     terms = [t for t in TERMS if any(t in r for r in records)]
     fig, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3), squeeze=False)
-    for ax, term in zip(axes[0], terms):
+    for ax, term in zip(axes[0], terms, strict=True):
         steps = [r["step"] for r in records if term in r]
         values = [r[term] for r in records if term in r]
         ema, smooth = values[0] if values else 0.0, []

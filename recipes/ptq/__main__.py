@@ -67,7 +67,7 @@ def compare(sam, reference: list[torch.Tensor], candidate: list[torch.Tensor], p
     """(task loss, median best-mask IoU) of candidate embeddings against the float ones, through the float decoder."""
     coords, labels = grid_prompts(prompt_grid, sam.img_size)
     losses, ious = [], []
-    for ref, cand in zip(reference, candidate):
+    for ref, cand in zip(reference, candidate, strict=True):
         lf, if_ = decode_all(sam, ref, coords, labels)
         lq, iq = decode_all(sam, cand, coords, labels)
         losses.append(float(task_loss(lq, iq, lf, if_)))

@@ -106,7 +106,7 @@ class SamAutomaticMaskGenerator:
         tracker = _Progress(total, progress, should_stop)
         candidates: list[Candidate] = []
         crop_of: list[list[int]] = []
-        for crop_box, layer in zip(crop_boxes, layer_idxs):
+        for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
             found = self._process_crop(image, crop_box, layer, tracker)
             candidates += found
             crop_of += [crop_box] * len(found)
@@ -215,7 +215,7 @@ class SamAutomaticMaskGenerator:
         """Optional small-region clean-up, then SAM's annotation dicts."""
         if self.min_mask_region_area > 0:
             candidates, crops = self._remove_small_regions(candidates, crops)
-        return [self._record(c, crop) for c, crop in zip(candidates, crops)]
+        return [self._record(c, crop) for c, crop in zip(candidates, crops, strict=True)]
 
     def _remove_small_regions(self, candidates: list[Candidate], crops: list[list[int]]) -> tuple[list[Candidate], list]:
         if not candidates:

@@ -215,7 +215,7 @@ def objects_table(state: AppState) -> list[list]:
     colours = id_colours([o.object_id for o in objects])
     return [[o.object_id, f'<span style="color:rgb({r},{g},{b});font-size:1.3em">&#9632;</span>', o.category,
              None if o.score is None else round(o.score, 3), int(o.mask.sum())]
-            for o, (r, g, b) in zip(objects, colours.tolist())]
+            for o, (r, g, b) in zip(objects, colours.tolist(), strict=True)]
 
 
 def status(state: AppState) -> str:

@@ -149,7 +149,7 @@ def build_coco(
         raise ValueError(f"{len(images)} images but {len(objects)} object lists")
     out_images, annotations = [], []
     ann_id = 1
-    for index, (info, objs) in enumerate(zip(images, objects), start=1):
+    for index, (info, objs) in enumerate(zip(images, objects, strict=True), start=1):
         image = {"id": int(info.get("id", index)), **{k: v for k, v in info.items() if k != "id"}}
         out_images.append(image)
         for obj in objs:

@@ -151,7 +151,7 @@ class TwoWayTransformer(nn.Module):
         try:
             yield
         finally:
-            for attention, value in zip(cross, before):
+            for attention, value in zip(cross, before, strict=True):
                 attention.fold_projections = value
 
     def forward(
