@@ -15,6 +15,8 @@ client_mod = pytest.importorskip("gradio_client")
 
 from .conftest import serve_tiny_app  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def app_url():

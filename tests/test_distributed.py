@@ -28,6 +28,8 @@ import cloudpickle  # noqa: E402  (ships with Ray)
 from tinysam_annotate import distributed  # noqa: E402
 from tinysam_annotate.distributed import EngineSpec, RayOptions  # noqa: E402
 
+pytestmark = pytest.mark.ray
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests package
 OPTIONS = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
 

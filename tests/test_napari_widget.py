@@ -19,6 +19,8 @@ from tinysam_annotate.predictor import SamPredictor  # noqa: E402
 
 from .conftest import OracleGenerator  # noqa: E402
 
+pytestmark = pytest.mark.gui
+
 MANIFEST = Path(__file__).resolve().parents[1] / "napari_plugin" / "napari.yaml"
 
 

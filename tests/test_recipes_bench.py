@@ -12,6 +12,8 @@ from recipes.bench.prompts import PromptScores, click_series, evaluate_prompts
 from tinysam_annotate.io.coco import rle_from_mask
 from tinysam_annotate.predictor import SamPredictor
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def scene_with_masks(scene):

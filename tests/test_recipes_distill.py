@@ -19,6 +19,8 @@ from recipes.distill.train import LOG_NAME, Trainer, build_student, decode, read
 
 from .conftest import TINY_TINYVIT
 
+pytestmark = pytest.mark.slow
+
 TINY_ENCODER = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(TINY_TINYVIT).items() if k != "img_size"}
 
 

@@ -12,6 +12,8 @@ import torch
 
 from recipes.gpu_train import PART_BYTES, assemble, write_parts
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,8 @@ from tinysam_annotate.export.quantize import default_calibration_images
 
 from .conftest import make_tiny_sam
 
+pytestmark = pytest.mark.slow
+
 FAST = dict(rows_per_image=128, windows_per_image=4, prompt_grid=4)
 
 
