@@ -10,10 +10,12 @@ model card, so a checkout can verify what it ships (``tests/test_shipped_model.p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+from tinysam_annotate.export.manifest import OnnxManifest
 from tinysam_annotate.hashing import file_sha256
 from tinysam_annotate.registry import SHIPPED_MODELS_DIR, get_spec
 
@@ -34,15 +36,19 @@ def ship(name: str, checkpoint: Path, onnx_dir: Path, models: Path = SHIPPED_MOD
     if target.exists():
         shutil.rmtree(target)
     target.mkdir()
-    onnx_manifest = json.loads((onnx_dir / "manifest.json").read_text())
-    onnx_manifest["weights_hash"] = file_sha256(models / spec.filename)  # the shipped file is what loads
-    onnx_manifest["model_id"] = name
-    # other precisions are exported from the checkpoint on first use (and cached), keeping models/ small
-    onnx_manifest["files"] = {p: f for p, f in onnx_manifest["files"].items() if p in precisions}
-    wanted = {f for files in onnx_manifest["files"].values() for f in files.values()}
+    exported = OnnxManifest.read(onnx_dir)
+    onnx_manifest = dataclasses.replace(
+        exported,
+        weights_hash=file_sha256(models / spec.filename),  # the shipped file is what loads
+        model_id=name,
+        # other precisions are exported from the checkpoint on first use (and cached), keeping models/ small
+        files={p: f for p, f in exported.files.items() if p in precisions},
+        quantization={p: q for p, q in exported.quantization.items() if p in precisions},
+    )
+    wanted = {f for files in onnx_manifest.files.values() for f in files.values()}
     for file in sorted(wanted):
         shutil.copyfile(onnx_dir / file, target / file)
-    (target / "manifest.json").write_text(json.dumps(onnx_manifest, indent=2))
+    onnx_manifest.write(target)
     files = [models / spec.filename] + sorted(target.iterdir())
     total = sum(f.stat().st_size for f in models.rglob("*") if f.is_file())
     if total > SIZE_LIMIT_MB * 1e6:

@@ -256,3 +256,27 @@ def test_load_model_exports_once_and_caches(monkeypatch, tmp_path):
     assert again.folder == folder and (folder / "encoder.onnx").stat().st_mtime_ns == stamp
     direct = load_model(folder, backend="onnx")
     assert direct.identity == backend.identity
+
+
+def test_manifest_is_typed_validated_and_written_atomically(tmp_path):
+    from tinysam_annotate.export.manifest import ManifestError, OnnxManifest
+    from tinysam_annotate.registry import SHIPPED_MODELS_DIR
+
+    shipped = OnnxManifest.read(SHIPPED_MODELS_DIR / "tinysam_synth_onnx")
+    assert shipped.image_size == 1024 and "int8" in shipped.files and shipped.broadcasts_mask_input
+    updated = shipped.with_files("fp16", {"encoder": "encoder.fp16.onnx", "decoder": "decoder.fp16.onnx"}, {"method": "x"})
+    updated.write(tmp_path)
+    assert OnnxManifest.read(tmp_path) == updated and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    assert set(shipped.files) == {"int8"}  # with_files returns a new manifest
+    with pytest.raises(ManifestError, match="no manifest.json"):
+        OnnxManifest.read(tmp_path / "missing")
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    for broken, match in [({k: v for k, v in raw.items() if k != "image_size"}, "lacks image_size"),
+                          (dict(raw, image_size="big"), "malformed"), (dict(raw, files={"fp32": "x"}), "malformed"),
+                          (dict(raw, extra=1), "unknown fields")]:
+        (tmp_path / "manifest.json").write_text(json.dumps(broken))
+        with pytest.raises(ManifestError, match=match):
+            OnnxManifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="JSON"):
+        OnnxManifest.read(tmp_path)

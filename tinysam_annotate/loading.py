@@ -61,16 +61,15 @@ def load_model(
 
 def _shipped_onnx(name_or_path: str | os.PathLike, weights_hash: str, precision: str) -> Path | None:
     """A registered model's shipped ONNX folder when it was exported from these weights and has ``precision``."""
-    import json
-
+    from .export.manifest import OnnxManifest
     from .registry import shipped_onnx_dir
 
     key = str(name_or_path)
     folder = shipped_onnx_dir(get_spec(key)) if key in MODEL_SPECS else None
     if folder is None:
         return None
-    manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("weights_hash") != weights_hash or precision not in manifest.get("files", {}):
+    manifest = OnnxManifest.read(folder)
+    if manifest.weights_hash != weights_hash or precision not in manifest.files:
         return None
     return folder
 
@@ -120,13 +119,11 @@ def onnx_cache_dir(model_id: str, weights_hash: str) -> Path:
 
 def ensure_onnx(checkpoint: Path, model_id: str, weights_hash: str, arch: str | None, precision: str) -> Path:
     """The cached ONNX folder for a checkpoint, exporting / quantizing what ``precision`` needs."""
-    import json
-
+    from .export.manifest import OnnxManifest
     from .export.versions import MANIFEST_FILE
 
     folder = onnx_cache_dir(model_id, weights_hash)
-    manifest = folder / MANIFEST_FILE
-    have = json.loads(manifest.read_text())["files"] if manifest.is_file() else {}
+    have = OnnxManifest.read(folder).files if (folder / MANIFEST_FILE).is_file() else {}
     if precision in have:
         return folder
     sam = _build_torch(checkpoint, arch)

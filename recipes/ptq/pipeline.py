@@ -15,7 +15,6 @@ Per-channel conv weights, per-layer linear weights and the searched activation s
 from __future__ import annotations
 
 import copy
-import json
 import os
 import warnings
 from dataclasses import replace
@@ -128,16 +127,13 @@ def export_qdq_encoder(quantized: Sam, path: str | os.PathLike, opset: int = 20)
 
 def install_int8(folder: str | os.PathLike, qdq_encoder: str | os.PathLike, details: dict) -> None:
     """Make ``qdq_encoder`` the int8 encoder of an exported ONNX folder (manifest updated atomically)."""
+    from tinysam_annotate.export.manifest import OnnxManifest
     from tinysam_annotate.export.quantize import INT8_ENCODER_FILE
-    from tinysam_annotate.export.versions import DECODER_FILE, MANIFEST_FILE
+    from tinysam_annotate.export.versions import DECODER_FILE
 
     folder = Path(folder)
     target = folder / INT8_ENCODER_FILE
     if Path(qdq_encoder).resolve() != target.resolve():
         os.replace(qdq_encoder, target)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
-    manifest["files"]["int8"] = {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE}
-    manifest.setdefault("quantization", {})["int8"] = details
-    tmp = folder / (MANIFEST_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, folder / MANIFEST_FILE)
+    files = {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE}
+    OnnxManifest.read(folder).with_files("int8", files, details).write(folder)

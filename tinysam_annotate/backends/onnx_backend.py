@@ -7,7 +7,6 @@ fallback into an error.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import ModelNotFoundError, ProviderError
-from ..export.versions import MANIFEST_FILE
+from ..export.manifest import OnnxManifest
 from ..transforms import normalize_and_pad
 from .base import ModelIdentity
 from .providers import ProviderPlan, physical_cores, plan_providers
@@ -34,21 +33,18 @@ class OnnxBackend:
         engine_cache_dir: str | os.PathLike | None = None,
     ) -> None:
         self.folder = Path(folder)
-        manifest_path = self.folder / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise ModelNotFoundError(f"{self.folder} is not an exported ONNX model folder (no {MANIFEST_FILE})")
-        self.manifest = json.loads(manifest_path.read_text())
-        files = self.manifest["files"].get(precision)
+        self.manifest = OnnxManifest.read(self.folder)
+        files = self.manifest.files.get(precision)
         if files is None:
             raise ModelNotFoundError(
-                f"{self.folder} has no {precision} files (has {', '.join(self.manifest['files'])}); "
+                f"{self.folder} has no {precision} files (has {', '.join(self.manifest.files)}); "
                 "export or quantize them with `tinysam-annotate export`"
             )
         self.precision = precision
-        self.image_size = int(self.manifest["image_size"])
-        self.low_res_size = int(self.manifest["low_res_size"])
-        self.always_multimask = bool(self.manifest["always_multimask"])
-        self.identity = ModelIdentity(self.manifest["model_id"], self.manifest["weights_hash"], "onnx", precision)
+        self.image_size = self.manifest.image_size
+        self.low_res_size = self.manifest.low_res_size
+        self.always_multimask = self.manifest.always_multimask
+        self.identity = ModelIdentity(self.manifest.model_id, self.manifest.weights_hash, "onnx", precision)
 
         self.plan: ProviderPlan = plan_providers(
             providers, ort.get_available_providers(), precision, strict, engine_cache_dir or self.folder / "trt_cache"
@@ -68,8 +64,7 @@ class OnnxBackend:
         if strict and self.provider != self.plan.names[0]:
             raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
         self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
-        # Export version 3 graphs broadcast one zero mask over all prompts; older ones need one per prompt.
-        self._mask_broadcasts = int(self.manifest.get("export_version", 0)) >= 3
+        self._mask_broadcasts = self.manifest.broadcasts_mask_input
 
     @property
     def device(self) -> str:

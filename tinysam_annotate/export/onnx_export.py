@@ -13,7 +13,6 @@ decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 f
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -23,7 +22,8 @@ import torch
 from torch import nn
 
 from ..modeling import Sam
-from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION, MANIFEST_FILE
+from .manifest import OnnxManifest
+from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION
 
 
 class EncoderGraph(nn.Module):
@@ -124,18 +124,11 @@ def export_onnx(
                 opset_version=opset,
                 dynamo=False,
             )
-    manifest = {
-        "export_version": EXPORT_VERSION,
-        "model_id": model_id,
-        "weights_hash": weights_hash,
-        "image_size": size,
-        "embedding_size": grid,
-        "low_res_size": low,
-        "always_multimask": bool(sam.mask_decoder.always_multimask),
-        "opset": opset,
-        "files": {"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}},
-    }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    OnnxManifest(
+        export_version=EXPORT_VERSION, model_id=model_id, weights_hash=weights_hash, image_size=size, embedding_size=grid,
+        low_res_size=low, always_multimask=bool(sam.mask_decoder.always_multimask), opset=opset,
+        files={"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}},
+    ).write(out)
     if check:
         check_parity(sam, out)
     return out

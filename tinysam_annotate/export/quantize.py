@@ -13,7 +13,6 @@ Both update the folder's manifest. Imports no torch.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..transforms import ResizeLongestSide, normalize_and_pad
-from .versions import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE
+from .manifest import OnnxManifest
+from .versions import DECODER_FILE, ENCODER_FILE
 
 INT8_ENCODER_FILE = "encoder.int8.onnx"
 FP16_ENCODER_FILE = "encoder.fp16.onnx"
@@ -64,14 +64,7 @@ class ImageCalibrationReader:
 
 
 def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra: dict | None = None) -> None:
-    path = folder / MANIFEST_FILE
-    manifest = json.loads(path.read_text())
-    manifest["files"][precision] = files
-    if extra:
-        manifest.setdefault("quantization", {})[precision] = extra
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    OnnxManifest.read(folder).with_files(precision, files, extra).write(folder)
 
 
 def quantize_encoder_int8(
@@ -86,9 +79,8 @@ def quantize_encoder_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     images = calibration_images if calibration_images is not None else default_calibration_images()
-    reader = ImageCalibrationReader(images, int(manifest["image_size"]))
+    reader = ImageCalibrationReader(images, OnnxManifest.read(folder).image_size)
     out = folder / INT8_ENCODER_FILE
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "encoder.prep.onnx"
