@@ -148,13 +148,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "bench_latency.py"
-    if recipe.is_file() and not args.quick:
-        import runpy
-
-        sys.argv = [str(recipe)] + (["--checkpoint", args.model] if args.model else [])
-        runpy.run_path(str(recipe), run_name="__main__")
-        return 0
+    """Time the chosen engine here (encode, one click); the full side-by-side table is ``python -m recipes.bench.latency``."""
     import time
 
     from .predictor import SamPredictor
@@ -238,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--max-file-size", default="25mb")
     app.set_defaults(func=cmd_app)
 
-    bench = sub.add_parser("bench", help="latency benchmark (recipes/bench_latency.py when present)")
-    bench.add_argument("--quick", action="store_true", help="only time the chosen model/backend here")
+    bench = sub.add_parser("bench", help="time the chosen engine (the full table: python -m recipes.bench.latency)")
+    bench.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # kept for old scripts: always quick now
     model_options(bench)
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -3,7 +3,7 @@
 All engines run in one process on the same image, interleaved round by round so that machine noise
 hits them alike; results go to recipes/results/latency.md.
 
-    python recipes/bench_latency.py [--checkpoint PATH] [--onnx-dir DIR] [--rounds 5] [--decode-runs 200]
+    python -m recipes.bench.latency [--checkpoint PATH] [--onnx-dir DIR] [--rounds 5] [--decode-runs 200]
 
 Without --checkpoint the conformance weights (../shared/conformance/vit_t.pth) are used when present,
 else random TinySAM weights: speed does not depend on the weights.
@@ -172,7 +172,7 @@ def main() -> None:
         f"| full upsampling (matmul) then threshold | {1000 * np.median(dense_times):.1f} |",
         f"| block around the mask's extent (what SamPredictor does) | {1000 * np.median(block_times):.2f} |",
     ]
-    lines += ["", "Written by `recipes/bench_latency.py`."]
+    lines += ["", "Written by `recipes/bench/latency.py`."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -7,7 +7,7 @@ stability at full resolution, thresholded and boxed before any filtering. Ours f
 low-res logits first and upsamples survivors only around their extent. Results (times measured in
 one process, mask agreement as mIoU of each grid mask's best match) go to recipes/results/everything.md.
 
-    python recipes/bench_everything.py [--checkpoint PATH | --model NAME] [--image PATH] [--points-per-side 32]
+    python -m recipes.bench.everything_speed [--checkpoint PATH | --model NAME] [--image PATH] [--points-per-side 32]
 
 With ``--model NAME`` (a registered model, e.g. tinysam-synth) the filters are the ones that model was
 tuned for; otherwise SAM's (0.88 / 0.95) and, to see the pipeline cost with nothing filtered, 0 / 0.
@@ -162,7 +162,7 @@ def main() -> None:
             lines.append(f"| {name} | {seconds:.1f} | {count} | {agree:.3f} | {speed} |")
         lines.append("")
         print("\n".join(lines[-len(rows) - 4 :]), flush=True)
-    lines.append("Written by `recipes/bench_everything.py`.")
+    lines.append("Written by `recipes/bench/everything_speed.py`.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
 

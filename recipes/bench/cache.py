@@ -4,7 +4,7 @@ Runs miss, memory hit and disk hit side by side in one process for several image
 a Markdown table to recipes/results/cache.md. Weights are random (speed does not depend on them);
 pass --checkpoint for real ones.
 
-    python recipes/bench_cache.py [--checkpoint tinysam.pth] [--repeats 5]
+    python -m recipes.bench.cache [--checkpoint tinysam.pth] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
     for h, w, miss, mem_hit, disk in rows:
         lines.append(f"| {w} x {h} | {miss:.0f} | {mem_hit:.1f} | {disk:.1f} | {100 * mem_hit / miss:.2f}% | {100 * disk / miss:.2f}% |")
     lines.append("")
-    lines.append("Written by `recipes/bench_cache.py`.")
+    lines.append("Written by `recipes/bench/cache.py`.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -5,7 +5,7 @@ points, and boxes around the central region at three sizes), both engines predic
 table reports the median IoU between the INT8 and FP32 masks (all three outputs). Results go to
 recipes/results/int8_agreement.md.
 
-    python recipes/bench_int8_agreement.py --onnx-dir DIR   # a folder with fp32 and int8 files
+    python -m recipes.bench.int8_agreement --onnx-dir DIR   # a folder with fp32 and int8 files
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     ]
     lines += [f"| {n} | {w} x {h} | {p:.3f} | {b:.3f} |" for n, w, h, p, b in rows]
     lines += [f"| **all (median of images)** | | **{all_points:.3f}** | **{all_boxes:.3f}** |"]
-    lines += ["", "Written by `recipes/bench_int8_agreement.py`."]
+    lines += ["", "Written by `recipes/bench/int8_agreement.py`."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
