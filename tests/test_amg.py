@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from tinysam_annotate.amg import GenerationCancelled
-from tinysam_annotate.amg.masks import nms
+from tinysam_annotate.amg.masks import encode_rle, mask_box, mask_nms, nms
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
@@ -38,6 +38,7 @@ def _generator(model, ref: dict) -> SamAutomaticMaskGenerator:
         stability_score_offset=ref["stability_score_offset"],
         box_nms_thresh=ref["box_nms_thresh"],
         output_mode="coco_rle",
+        mask_nms_thresh=None,  # the reference pipeline has no mask-IoU deduplication
     )
 
 
@@ -106,6 +107,47 @@ def test_nms_keeps_best_of_overlaps():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float)
     assert nms(boxes, np.array([0.5, 0.9, 0.1]), 0.7).tolist() == [1, 2]
     assert nms(boxes, np.array([0.5, 0.9, 0.1]), 1.0).tolist() == [1, 0, 2]
+
+
+def test_mask_nms_removes_duplicates_that_box_nms_keeps():
+    """A few stray pixels make one copy's box huge: box NMS keeps both copies, mask NMS only the better one."""
+    blob = np.zeros((100, 100), bool)
+    blob[20:40, 20:40] = True
+    stray = blob.copy()
+    stray[95, 95] = True
+    other = np.zeros_like(blob)
+    other[60:80, 60:80] = True
+    masks = [blob, stray, other]
+    scores = np.array([0.8, 0.9, 0.5])
+    boxes = np.stack([mask_box(m) for m in masks])
+    assert len(nms(boxes, scores, 0.7)) == 3
+    assert mask_nms([encode_rle(m) for m in masks], scores, 0.7).tolist() == [1, 2]
+    assert mask_nms([encode_rle(m) for m in masks], scores, 1.0).tolist() == [1, 0, 2]
+    assert mask_nms([], np.zeros(0), 0.7).tolist() == []
+
+
+def _max_pairwise_mask_iou(anns: list[dict]) -> float:
+    rles = [a["segmentation"] for a in anns]
+    ious = np.asarray(mask_utils.iou(rles, rles, [0] * len(rles))).reshape(len(rles), len(rles))
+    np.fill_diagonal(ious, 0.0)
+    return float(ious.max()) if len(rles) > 1 else 0.0
+
+
+@pytest.mark.parametrize("cls", [SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator])
+def test_no_two_masks_overlap_unless_duplicates_are_asked_for(tiny_backend_amg, scene, cls):
+    # Box NMS off, so that only the mask-IoU step stands between the near-copies and the output.
+    common = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
+                  output_mode="coco_rle")
+    raw = cls(tiny_backend_amg, mask_nms_thresh=None, **common).generate(scene)
+    assert _max_pairwise_mask_iou(raw) > 0.7  # random weights give near-copies: the test has something to remove
+    deduplicated = cls(tiny_backend_amg, **common).generate(scene)
+    assert 0 < len(deduplicated) < len(raw) and _max_pairwise_mask_iou(deduplicated) <= 0.7
+    # Every dropped mask has a kept twin (mask IoU > 0.7) with at least its predicted IoU.
+    kept = [a["segmentation"] for a in deduplicated]
+    for ann in raw:
+        ious = mask_utils.iou([ann["segmentation"]], kept, [0] * len(kept))[0]
+        assert any(iou > 0.7 and kept_ann["predicted_iou"] >= ann["predicted_iou"] - 1e-9
+                   for iou, kept_ann in zip(ious, deduplicated, strict=True))
 
 
 @pytest.fixture(scope="module")

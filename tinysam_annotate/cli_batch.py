@@ -56,23 +56,36 @@ def cmd_everything(args: argparse.Namespace) -> int:
     from .service import everything_generator, open_engine
 
     images = _images(args)
-    tuned = everything_thresholds(args.model)
-    iou = tuned.pred_iou if args.pred_iou_thresh is None else args.pred_iou_thresh
-    stability = tuned.stability if args.stability_score_thresh is None else args.stability_score_thresh
-    print(f"everything mode: {args.mode}, {args.points_per_side} points per side, predicted IoU >= {iou}, stability >= {stability}")
-    args.generator_options = dict(points_per_side=args.points_per_side, pred_iou_thresh=iou, stability_score_thresh=stability,
-                                  box_nms_thresh=args.box_nms_thresh, min_mask_region_area=args.min_area)
+    options: dict[str, Any] = dict(points_per_side=args.points_per_side, box_nms_thresh=args.box_nms_thresh,
+                                   min_mask_region_area=args.min_area)
+    if args.keep_duplicates or args.mask_nms_thresh is not None:
+        options["mask_nms_thresh"] = None if args.keep_duplicates else args.mask_nms_thresh
+    if args.pred_iou_thresh is not None:
+        options["pred_iou_thresh"] = args.pred_iou_thresh
+    if args.stability_score_thresh is not None:
+        options["stability_score_thresh"] = args.stability_score_thresh
+    args.generator_options = options
     if args.engine == "ray":
         from .distributed import annotate_folder_ray
 
+        print(f"everything mode: {args.mode}, {args.points_per_side} points per side, thresholds: "
+              f"{_thresholds_text(options, 'the model was tuned for')}")
         spec, ray_options = _ray_settings(args)
         result = annotate_folder_ray(images, args.out, spec, ray_options, args.labels_dir, progress=not args.no_progress)
         return _report(result, args.out)
     backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
     print(f"model {backend.identity.model_id} ({backend.identity.backend}/{backend.identity.precision}) on {backend.device_description}")
-    generator = everything_generator(backend, args.mode, output_mode="coco_rle", **args.generator_options)
+    generator = everything_generator(backend, args.mode, output_mode="coco_rle", **options)
+    print(f"everything mode: {args.mode}, {args.points_per_side} points per side, predicted IoU >= "
+          f"{generator.pred_iou_thresh}, stability >= {generator.stability_score_thresh}, "
+          f"duplicates {'kept' if generator.mask_nms_thresh is None else f'removed above mask IoU {generator.mask_nms_thresh}'}")
     result = annotate_folder(images, args.out, generator, labels_dir=args.labels_dir, progress=not args.no_progress)
     return _report(result, args.out)
+
+
+def _thresholds_text(options: dict, default: str) -> str:
+    given = {k: options[k] for k in ("pred_iou_thresh", "stability_score_thresh") if k in options}
+    return ", ".join(f"{k} {v}" for k, v in given.items()) or default
 
 
 def cmd_boxes(args: argparse.Namespace) -> int:
@@ -135,6 +148,9 @@ def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParse
     every.add_argument("--stability-score-thresh", type=float, help=f"minimum stability score (default: the model's, "
                        f"{DEFAULT_MODEL} {tuned.stability}; SAM's {sam.stability} otherwise)")
     every.add_argument("--box-nms-thresh", type=float, default=0.7)
+    every.add_argument("--mask-nms-thresh", type=float,
+                       help="no two masks overlap with a mask IoU above this (default 0.7: near-duplicates removed)")
+    every.add_argument("--keep-duplicates", action="store_true", help="no mask-IoU deduplication (SAM's exact pipeline)")
     every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
     model_options(every)
     add_engine_options(every)

@@ -153,6 +153,38 @@ def everything_thresholds(name: str | None) -> EverythingThresholds:
     return spec.everything if spec is not None else SAM_THRESHOLDS
 
 
+def spec_for_weights(model_id: str, weights_hash: str) -> ModelSpec | None:
+    """The registered model an engine runs: by name (``model_id``), else by the checkpoint's sha256 (the
+    registry's checksum, or the weights hash recorded in a shipped ONNX folder), so a registered model
+    loaded by path is still recognised. None for weights the registry does not know."""
+    if model_id in MODEL_SPECS:
+        return MODEL_SPECS[model_id]
+    for spec in MODEL_SPECS.values():
+        if spec.sha256 is not None and spec.sha256 == weights_hash:
+            return spec
+        if _shipped_weights_hash(spec) == weights_hash:
+            return spec
+    return None
+
+
+def tuned_everything_thresholds(model_id: str, weights_hash: str) -> EverythingThresholds:
+    """The everything-mode thresholds an engine's weights were tuned for (SAM's for unknown weights)."""
+    spec = spec_for_weights(model_id, weights_hash)
+    return spec.everything if spec is not None else SAM_THRESHOLDS
+
+
+def _shipped_weights_hash(spec: ModelSpec) -> str | None:
+    folder = shipped_onnx_dir(spec)
+    if folder is None:
+        return None
+    from .export.manifest import ManifestError, OnnxManifest
+
+    try:
+        return OnnxManifest.read(folder).weights_hash
+    except (OSError, ManifestError):
+        return None
+
+
 def find_model_file(spec: ModelSpec) -> Path | None:
     """The local file of a model (shipped folder first, then the user cache), or None."""
     for folder in (SHIPPED_MODELS_DIR, user_models_dir()):

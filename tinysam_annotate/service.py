@@ -13,7 +13,7 @@ from .amg import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from .backends.base import Backend
 from .errors import TinySamAnnotateError
 from .predictor import SamPredictor, as_backend
-from .registry import DEFAULT_MODEL, everything_thresholds, find_model_file, get_spec
+from .registry import DEFAULT_MODEL, find_model_file, get_spec
 
 EVERYTHING_MODES = ("hierarchical", "grid")
 
@@ -48,19 +48,13 @@ def open_engine(model: str | None = None, backend: str = "torch", precision: str
     return sam_model_registry["vit_t"]().as_backend()
 
 
-def everything_generator(model: Any, mode: str = "hierarchical", pred_iou_thresh: float | None = None,
-                         stability_score_thresh: float | None = None, **options: Any) -> SamAutomaticMaskGenerator:
+def everything_generator(model: Any, mode: str = "hierarchical", **options: Any) -> SamAutomaticMaskGenerator:
     """TinySAM's hierarchical (default) or SAM's grid generator over ``model`` (an engine, a predictor or a torch
-    Sam). Unset thresholds are the ones the model was tuned for (the registry entry of its model id; SAM's for
-    other models). ``options`` are the generators' other keyword arguments (points_per_side, output_mode, ...)."""
+    Sam). ``options`` are the generators' keyword arguments (points_per_side, output_mode, thresholds, ...);
+    unset thresholds are the ones the model was tuned for (decided by the generator itself)."""
     if mode not in EVERYTHING_MODES:
         raise ValueError(f"everything mode must be 'hierarchical' or 'grid', got {mode!r}")
     if not isinstance(model, SamPredictor):
         model = as_backend(model)
-    engine = model.backend if isinstance(model, SamPredictor) else model
-    tuned = everything_thresholds(engine.identity.model_id)
     cls = SamHierarchicalMaskGenerator if mode == "hierarchical" else SamAutomaticMaskGenerator
-    return cls(model,
-               pred_iou_thresh=tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh,
-               stability_score_thresh=tuned.stability if stability_score_thresh is None else stability_score_thresh,
-               **options)
+    return cls(model, **options)

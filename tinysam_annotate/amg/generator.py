@@ -18,6 +18,7 @@ from ..io.coco import decode_rle
 from ..io.image import as_model_view
 from ..predictor import SamPredictor
 from ..prompts import to_decoder_inputs
+from ..registry import tuned_everything_thresholds
 from ..transforms import UpsampleFrame
 from .grids import build_all_layer_point_grids, generate_crop_boxes
 from .masks import (
@@ -26,6 +27,7 @@ from .masks import (
     is_box_near_crop_edge,
     low_res_stability,
     mask_box,
+    mask_nms,
     nms,
     stability_from_block,
 )
@@ -34,6 +36,8 @@ from .postprocess import OUTPUT_MODES, encode_output, remove_small_regions
 # Low-res stability runs a little below the exact full-resolution score; candidates this far under
 # the threshold are still upsampled and judged exactly.
 LOW_RES_STABILITY_MARGIN = 0.1
+# No two returned masks overlap more than this (mask IoU) unless the caller turns deduplication off.
+DEFAULT_MASK_NMS_THRESH = 0.7
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -50,8 +54,8 @@ class SamAutomaticMaskGenerator:
         model: Any,
         points_per_side: int | None = 32,
         points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
+        pred_iou_thresh: float | None = None,
+        stability_score_thresh: float | None = None,
         stability_score_offset: float = 1.0,
         box_nms_thresh: float = 0.7,
         crop_n_layers: int = 0,
@@ -61,7 +65,15 @@ class SamAutomaticMaskGenerator:
         point_grids: list[np.ndarray] | None = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        mask_nms_thresh: float | None = DEFAULT_MASK_NMS_THRESH,
     ) -> None:
+        """SAM's generator options, plus:
+
+        pred_iou_thresh / stability_score_thresh: None takes the ones the model's weights were tuned for
+        (the registry entry of a registered model, found by name or checksum; SAM's 0.88 / 0.95 otherwise).
+        mask_nms_thresh: after box NMS, drop masks whose mask IoU with a better-scored kept mask exceeds it
+        (None: off, SAM's exact pipeline).
+        """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in OUTPUT_MODES:
@@ -76,8 +88,11 @@ class SamAutomaticMaskGenerator:
             else point_grids
         )
         self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
+        tuned = tuned_everything_thresholds(self.predictor.backend.identity.model_id,
+                                            self.predictor.backend.identity.weights_hash)
+        self.pred_iou_thresh = tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh
+        self.stability_score_thresh = tuned.stability if stability_score_thresh is None else stability_score_thresh
+        self.mask_nms_thresh = mask_nms_thresh
         self.stability_score_offset = stability_score_offset
         self.box_nms_thresh = box_nms_thresh
         self.crop_n_layers = crop_n_layers
@@ -215,6 +230,9 @@ class SamAutomaticMaskGenerator:
         """Optional small-region clean-up, then SAM's annotation dicts."""
         if self.min_mask_region_area > 0:
             candidates, crops = self._remove_small_regions(candidates, crops)
+        if self.mask_nms_thresh is not None and len(candidates) > 1:
+            keep = mask_nms([c.rle for c in candidates], np.array([c.iou for c in candidates]), self.mask_nms_thresh)
+            candidates, crops = [candidates[i] for i in keep], [crops[i] for i in keep]
         return [self._record(c, crop) for c, crop in zip(candidates, crops, strict=True)]
 
     def _remove_small_regions(self, candidates: list[Candidate], crops: list[list[int]]) -> tuple[list[Candidate], list]:

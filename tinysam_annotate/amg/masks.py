@@ -83,6 +83,27 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
+def mask_nms(rles: list[dict], scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS by mask IoU over pycocotools RLEs: indexes of kept masks by decreasing score.
+
+    Box NMS misses near-duplicates whose boxes differ (a few stray pixels make one box huge); this compares
+    the masks themselves.
+    """
+    if not rles:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    ordered = [rles[i] for i in order]
+    ious = np.asarray(mask_utils.iou(ordered, ordered, [0] * len(ordered)), dtype=np.float64).reshape(len(order), len(order))
+    suppressed = np.zeros(len(order), dtype=bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        suppressed |= ious[i] > iou_threshold
+    return np.asarray(keep, dtype=np.int64)
+
+
 def is_box_near_crop_edge(box: np.ndarray, crop_box: list[int], orig_box: list[int], atol: float = 20.0) -> bool:
     """True when an (uncropped) box touches a crop edge that is not also an image edge."""
     crop = np.asarray(crop_box, dtype=np.float64)
