@@ -16,10 +16,11 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from tinysam_annotate.amg.generator import GenerationCancelled
+from tinysam_annotate.cleanup import MaskCleanup
 from tinysam_annotate.errors import PromptError
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.service import EVERYTHING_MODES, everything_generator
-from tinysam_annotate.session import AnnotationSession, Preview, SessionError
+from tinysam_annotate.session import DEFAULT_CLEANUP, AnnotationSession, Preview, SessionError
 
 from .history import History
 from .planes import PlaneKey, PlaneSource
@@ -94,6 +95,7 @@ class StackAnnotator:
     max_sessions: int = 16
     history: History = field(default_factory=History)
     object_prompts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    cleanup: MaskCleanup | None = DEFAULT_CLEANUP  # how previews are cleaned; None: the model's raw masks
 
     def __post_init__(self) -> None:
         if self.labels is None:
@@ -132,7 +134,8 @@ class StackAnnotator:
         key = self.source.check_key(key)
         found = self._sessions.get((key, tile))
         if found is None:
-            found = AnnotationSession(self.predictor, self.tile_image(key, tile), image_name=f"plane {key} tile {tile}")
+            found = AnnotationSession(self.predictor, self.tile_image(key, tile), image_name=f"plane {key} tile {tile}",
+                                      cleanup=self.cleanup)
             self._sessions[(key, tile)] = found
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
@@ -187,6 +190,13 @@ class StackAnnotator:
             session.add_point(x, y, positive)
         assert session.preview is not None
         self.current = PlanePreview(prompts.key, tile, session.preview, prompts)
+        return self.current
+
+    def set_cleanup(self, cleanup: MaskCleanup | None) -> PlanePreview | None:
+        """Clean previews with ``cleanup`` (None: raw masks), the current one included; returns it."""
+        self.cleanup = cleanup
+        for session in self._sessions.values():
+            session.set_cleanup(cleanup)
         return self.current
 
     def cycle(self) -> PlanePreview:

@@ -25,7 +25,7 @@ from napari.utils.notifications import show_error
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS, everything_thresholds
-from tinysam_annotate.session import SessionError
+from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
 from .labels_io import export_coco, import_coco
@@ -74,6 +74,7 @@ class TinySamWidget(Container):
                                  tooltip="tile size in pixels for large images; 0: automatic (tiles past 2048 px)")
         self.start_button = PushButton(text="Start annotating")
         self.negative = CheckBox(text="negative clicks [t]", value=False)
+        self.clean = CheckBox(text="clean masks (keep the parts you pointed at, fill small holes)", value=True)
         self.commit_button = PushButton(text="Commit [c]")
         self.cycle_button = PushButton(text="Next mask [m]")
         self.clear_button = PushButton(text="Clear [x]")
@@ -101,7 +102,7 @@ class TinySamWidget(Container):
         self.extend([
             self.model, self.backend, self.precision, self.load_button,
             self.image, row(self.channel_axis, self.channels, labels=True), self.tile_size, self.start_button,
-            self.negative, row(self.commit_button, self.cycle_button, self.clear_button),
+            self.negative, self.clean, row(self.commit_button, self.cycle_button, self.clear_button),
             row(self.undo_button, self.redo_button),
             self.mode, row(self.pred_iou, self.stability, labels=True), row(self.min_area, self.max_area, labels=True),
             row(self.everything_button, self.stack_button, self.cancel_button), self.progress,
@@ -112,6 +113,7 @@ class TinySamWidget(Container):
         self.load_button.changed.connect(lambda: self.load_model())
         self.start_button.changed.connect(self.start)
         self.negative.changed.connect(self._apply_point_mode)
+        self.clean.changed.connect(self._apply_cleanup)
         self.commit_button.changed.connect(_quiet(self.commit))
         self.cycle_button.changed.connect(_quiet(self.cycle))
         self.clear_button.changed.connect(_quiet(self.clear_prompts))
@@ -176,7 +178,8 @@ class TinySamWidget(Container):
             source = PlaneSource(layer.data, rgb=bool(layer.rgb), channel_axis=axis, channels=parse_channels(self.channels.value))
             self._make_layers(layer, source)
             self.annotator = StackAnnotator(self.predictor, source, labels=self.labels_layer.data,
-                                            tile_size=int(self.tile_size.value) or None)
+                                            tile_size=int(self.tile_size.value) or None,
+                                            cleanup=DEFAULT_CLEANUP if self.clean.value else None)
         except (TinySamAnnotateError, ValueError, KeyError) as exc:
             show_error(str(exc))
             return
@@ -236,6 +239,10 @@ class TinySamWidget(Container):
         if self.points_layer is not None:
             self.points_layer.feature_defaults = {"positive": not self.negative.value}
             self.points_layer.current_face_color = NEGATIVE_COLOUR if self.negative.value else POSITIVE_COLOUR
+
+    def _apply_cleanup(self, _value: Any = None) -> None:
+        if self.annotator is not None:
+            self._show(self.annotator.set_cleanup(DEFAULT_CLEANUP if self.clean.value else None))
 
     def _layer_to_labels(self, layer: Any, coords: np.ndarray) -> np.ndarray:
         """Data coordinates of a prompt layer -> data coordinates of the labels (honours scale/translate)."""

@@ -56,6 +56,20 @@ def test_open_click_accept_undo_export_import(state, engine, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
+def test_clean_masks_toggle_applies_to_the_preview_and_to_images_opened_later(state, engine, scene, tmp_path):
+    from tinysam_annotate.cleanup import count_parts
+
+    h.click(state, 50, 40)
+    preview = state.session.preview
+    assert count_parts(preview.raw_masks[preview.selected]) > count_parts(preview.mask)  # random weights: scattered
+    h.set_clean_masks(state, False)
+    assert np.array_equal(state.session.preview.mask, preview.raw_masks[preview.selected]) and "raw" in state.message
+    h.open_image(state, engine, tmp_path / "cells.png")
+    assert state.session.cleanup is None
+    h.set_clean_masks(state, True)
+    assert state.session.cleanup is not None
+
+
 def test_box_mode_takes_two_clicks(state):
     h.set_mode(state, "box")
     h.click(state, 20, 20)

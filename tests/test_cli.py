@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tinysam_annotate.cleanup import clean_mask, count_parts
 from tinysam_annotate.cli import main
 from tinysam_annotate.download import download_file
 from tinysam_annotate.errors import DownloadError
@@ -48,6 +49,21 @@ def test_segment_writes_mask_and_overlay(tmp_path, capsys):
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
     assert mask.shape == (60, 80) and set(np.unique(mask)) <= {0, 255}
     assert np.asarray(Image.open(tmp_path / "overlay.png")).shape == (60, 80, 3)
+
+
+def test_segment_cleans_the_mask_unless_the_raw_one_is_asked_for(tmp_path, capsys):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(make_tiny_sam().state_dict(), ckpt)
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    common = ["segment", str(tmp_path / "in.png"), "--point", "40,30", "--model", str(ckpt)]
+    assert main(common + ["--out", str(tmp_path / "raw.png"), "--raw-mask"]) == 0
+    assert main(common + ["--out", str(tmp_path / "clean.png")]) == 0
+    assert "cleaned from" in capsys.readouterr().out
+    raw = np.asarray(Image.open(tmp_path / "raw.png")) > 0
+    cleaned = np.asarray(Image.open(tmp_path / "clean.png")) > 0
+    assert count_parts(raw) > count_parts(cleaned) == 1
+    assert np.array_equal(cleaned, clean_mask(raw, np.array([[40.0, 30.0]]), np.array([1])))
 
 
 def test_segment_bad_input_exits_2(tmp_path, capsys):

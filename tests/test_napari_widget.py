@@ -78,6 +78,20 @@ def test_points_give_a_preview_commit_writes_an_id_undo_removes_it(widget, qtbot
     assert (widget.labels_layer.data == 1).any()
 
 
+def test_clean_masks_checkbox_switches_the_preview_between_cleaned_and_raw(widget, qtbot, rng):
+    from tinysam_annotate.cleanup import count_parts
+
+    start(widget, qtbot, (rng.random((120, 160)) * 60000).astype(np.uint16))  # noise: scattered raw masks
+    click(widget, (50, 60), qtbot)
+    preview = widget.annotator.current.preview
+    assert count_parts(preview.raw_masks[preview.selected]) > 1
+    assert count_parts(widget.preview_layer.data > 0) == count_parts(preview.mask) == 1
+    widget.clean.value = False
+    assert np.array_equal(widget.preview_layer.data > 0, preview.raw_masks[preview.selected])
+    widget.clean.value = True
+    assert count_parts(widget.preview_layer.data > 0) == 1
+
+
 def test_box_prompt(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng))
     widget.box_layer.add_rectangles(np.array([[25.0, 35.0], [75.0, 95.0]]))

@@ -132,3 +132,16 @@ def test_everything_comparison_table(tiny_backend, scene):
     assert "| scene |" in table(rows)
     a = _square(20, 20, 0, 0, 5)
     assert agreement([a], [a]) == 1.0 and agreement([], []) == 1.0 and agreement([a], []) == 0.0
+
+
+def test_clean_masks_benchmark_scores_raw_and_cleaned_masks(tiny_backend, scene_with_masks):
+    from recipes.bench.clean_masks import CleanupScores, rows, score_image
+
+    image, masks = scene_with_masks
+    scores = CleanupScores()
+    score_image(SamPredictor(tiny_backend), image, masks, scores)
+    assert len(scores.pieces["point"]) == len(scores.pieces["box"]) == len(scores.outside) == 2
+    for kind in ("point", "box"):
+        assert all(cleaned <= max(raw, 1) for raw, cleaned in scores.pieces[kind])
+    table = rows("scene", scores)
+    assert len(table) == 2 and table[0].startswith("| scene | point | 2 |")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tinysam_annotate.amg import SamHierarchicalMaskGenerator
+from tinysam_annotate.cleanup import clean_mask, count_parts
 from tinysam_annotate.errors import PromptError
 from tinysam_annotate.io.coco import read_coco, validate_coco
 from tinysam_annotate.io.labels import read_label_image
@@ -40,6 +41,23 @@ def test_points_give_a_preview_and_refine_it(session):
     assert session.box == (10.0, 10.0, 90.0, 70.0)
     session.clear_prompts()
     assert session.preview is None and session.points == []
+
+
+def test_previews_are_cleaned_unless_raw_masks_are_asked_for(tiny_backend, scene):
+    raw_session = AnnotationSession(SamPredictor(tiny_backend), scene, cleanup=None)
+    clean_session = AnnotationSession(SamPredictor(tiny_backend), scene)
+    for prompts in (dict(points=[(50, 40)], box=None), dict(points=[(50, 40), (120, 80)], box=(10, 10, 90, 70))):
+        for s in (raw_session, clean_session):
+            s.clear_prompts()
+            for x, y in prompts["points"]:
+                s.add_point(x, y)
+            if prompts["box"]:
+                s.set_box(*prompts["box"])
+        raw, cleaned = raw_session.preview.masks, clean_session.preview.masks
+        assert sum(count_parts(m) for m in raw) > sum(count_parts(m) for m in cleaned)  # random weights: scattered
+        box = None if prompts["box"] is None else np.array(prompts["box"], float)
+        for r, c in zip(raw, cleaned, strict=True):
+            assert np.array_equal(c, clean_mask(r, np.array(prompts["points"], float), np.ones(len(prompts["points"])), box))
 
 
 def test_accept_undo_redo_delete_relabel(session):

@@ -66,6 +66,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels, box) -> int:
     from PIL import Image
 
+    from .cleanup import clean_mask, count_parts
     from .predictor import SamPredictor
     from .service import open_engine
     from .visualize import render_overlay
@@ -76,9 +77,12 @@ def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels,
     masks, scores, _ = predictor.predict(point_coords=points, point_labels=labels, box=box, multimask_output=True)
     best = int(np.argmax(scores))
     mask = masks[best]
+    cleaned = "" if args.raw_mask else f", cleaned from {count_parts(mask)} part(s)"
+    if not args.raw_mask:
+        mask = clean_mask(mask, points, labels, box)
     print(
         f"model {backend.identity.model_id} on {backend.device_description}: encode {predictor.last_encode_seconds * 1000:.0f} ms, "
-        f"mask {best} of {len(scores)} (predicted IoU {scores[best]:.3f}, {int(mask.sum())} pixels)"
+        f"mask {best} of {len(scores)} (predicted IoU {scores[best]:.3f}, {int(mask.sum())} pixels{cleaned})"
     )
     if args.out:
         Image.fromarray(mask.astype(np.uint8) * 255).save(args.out)
@@ -203,11 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--slice", type=int, help="slice index of a stack")
     seg.add_argument("--out", help="mask PNG to write")
     seg.add_argument("--overlay", help="overlay PNG to write")
+    seg.add_argument("--raw-mask", action="store_true",
+                     help="the model's mask as is (default: only the parts the prompts point at, small holes filled)")
     model_options(seg)
     seg.set_defaults(func=cmd_segment)
 
     demo = sub.add_parser("demo", help="segment a bundled image and write an overlay PNG")
     demo.add_argument("--out", default="demo_overlay.png")
+    demo.add_argument("--raw-mask", action="store_true", help="the model's mask as is, not cleaned")
     model_options(demo)
     demo.set_defaults(func=cmd_demo)
     from .cli_batch import add_batch_commands

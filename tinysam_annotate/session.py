@@ -16,12 +16,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .cleanup import MaskCleanup, clean_mask
 from .errors import PromptError, TinySamAnnotateError
 from .io.coco import ObjectRecord, build_coco, objects_of_image, read_coco, write_coco
 from .io.labels import masks_to_labels, write_label_image
 from .predictor import SamPredictor
 
 DEFAULT_CATEGORY = "object"
+DEFAULT_CLEANUP = MaskCleanup()
 
 
 class SessionError(TinySamAnnotateError):
@@ -41,12 +43,14 @@ class AnnotatedObject:
 
 @dataclass
 class Preview:
-    """The candidate masks of the current prompts (3 x H x W), their predicted IoUs and the one shown."""
+    """The candidate masks of the current prompts (3 x H x W, cleaned as the session says), their predicted
+    IoUs and the one shown."""
 
     masks: np.ndarray
     scores: np.ndarray
     low_res: np.ndarray  # 3 x 256 x 256 logits, fed back as mask_input on the next prompt
     selected: int
+    raw_masks: np.ndarray  # 3 x H x W, the model's masks before cleaning
 
     @property
     def mask(self) -> np.ndarray:
@@ -74,13 +78,17 @@ class AnnotationSession:
         image_name: str = "image.png",
         categories: list[str] | None = None,
         autosave_path: str | os.PathLike | None = None,
+        cleanup: MaskCleanup | None = DEFAULT_CLEANUP,
     ) -> None:
+        """``cleanup``: how preview masks are cleaned (parts the prompts point at, small holes filled); None
+        shows the model's raw masks."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise SessionError(f"the session needs an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
         self.predictor = predictor
         self.image = image
         self.image_name = image_name
         self.autosave_path = Path(autosave_path) if autosave_path else None
+        self.cleanup = cleanup
         self._state = _State((), tuple(categories or [DEFAULT_CATEGORY]), 1)
         self._undo: list[_State] = []
         self._redo: list[_State] = []
@@ -178,8 +186,21 @@ class AnnotationSession:
             mask_input=mask_input,
             multimask_output=True,
         )
-        self.preview = Preview(masks, scores, low_res, int(np.argmax(scores)))
+        self.preview = Preview(self._cleaned(masks), scores, low_res, int(np.argmax(scores)), masks)
         return self.preview
+
+    def set_cleanup(self, cleanup: MaskCleanup | None) -> None:
+        """Clean previews with ``cleanup`` from now on (None: raw masks); the current preview follows at once."""
+        self.cleanup = cleanup
+        if self.preview is not None:
+            self.preview.masks = self._cleaned(self.preview.raw_masks)
+
+    def _cleaned(self, masks: np.ndarray) -> np.ndarray:
+        if self.cleanup is None:
+            return masks
+        points = np.array(self.points) if self.points else None
+        box = None if self.box is None else np.array(self.box)
+        return np.stack([clean_mask(m, points, np.array(self.labels), box, self.cleanup) for m in masks])
 
     def prompt_record(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

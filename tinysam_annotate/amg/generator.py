@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..cleanup import remove_small_regions
 from ..errors import TinySamAnnotateError
 from ..io.coco import decode_rle
 from ..io.image import as_model_view
@@ -31,7 +32,7 @@ from .masks import (
     nms,
     stability_from_block,
 )
-from .postprocess import OUTPUT_MODES, encode_output, remove_small_regions
+from .postprocess import OUTPUT_MODES, encode_output
 
 # Low-res stability runs a little below the exact full-resolution score; candidates this far under
 # the threshold are still upsampled and judged exactly.

@@ -1,33 +1,12 @@
-"""Small-region clean-up and output encodings of everything-mode masks (scikit-image, pycocotools)."""
+"""Output encodings of everything-mode masks (pycocotools); the small-region clean-up lives in :mod:`..cleanup`."""
 
 from __future__ import annotations
 
 import numpy as np
-from skimage.measure import label as label_regions
 
 from ..io.coco import decode_rle, json_rle
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-
-def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
-    """Fill holes ("holes") or drop islands ("islands") smaller than ``area_thresh`` pixels (8-connected).
-
-    Returns the new mask and whether it changed. When every island is small the largest one is kept.
-    """
-    if mode not in ("holes", "islands"):
-        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
-    holes = mode == "holes"
-    working = np.logical_xor(holes, mask)
-    regions, n = label_regions(working, connectivity=2, return_num=True)
-    sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
-    small = [i + 1 for i, size in enumerate(sizes) if size < area_thresh]
-    if not small:
-        return mask, False
-    fill = [0] + small
-    if not holes:
-        fill = [i for i in range(1, n + 1) if i not in fill] or [int(np.argmax(sizes)) + 1]
-    return np.isin(regions, fill), True
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict:

@@ -18,7 +18,7 @@ from ..amg import GenerationCancelled
 from ..errors import TinySamAnnotateError
 from ..io.image import load_image, read_image
 from ..service import everything_generator
-from ..session import AnnotationSession, SessionError
+from ..session import DEFAULT_CLEANUP, AnnotationSession, SessionError
 from ..visualize import id_colours
 from .engine import Engine
 
@@ -37,6 +37,7 @@ class AppState:
     box_corner: tuple[float, float] | None = None
     message: str = ""
     cancel_requested: bool = False  # set by the Cancel button while everything mode runs
+    clean_masks: bool = True  # previews keep the parts the prompts point at, small holes filled
 
 
 def example_image(name: str) -> np.ndarray:
@@ -68,7 +69,8 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
         rgb = load_image(image, channels=channels).rgb
     keep = list(state.session.categories) if state.session is not None and categories is None else categories
     state.engine = engine
-    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json")
+    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json",
+                                      cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
     state.box_corner = None
     state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {engine.backend.last_encode_s * 1000:.0f} ms"
     return state
@@ -97,6 +99,15 @@ def set_mode(state: AppState, mode: str) -> AppState:
     if mode not in MODES:
         raise SessionError(f"mode must be one of {MODES}, got {mode!r}")
     state.mode, state.box_corner = mode, None
+    return state
+
+
+def set_clean_masks(state: AppState, clean: bool) -> AppState:
+    """Clean previews (the parts the prompts point at, small holes filled) or show the model's raw masks."""
+    state.clean_masks = bool(clean)
+    if state.session is not None:
+        state.session.set_cleanup(DEFAULT_CLEANUP if state.clean_masks else None)
+    state.message = "masks cleaned" if state.clean_masks else "raw model masks"
     return state
 
 

@@ -81,6 +81,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                         example = gr.Dropdown(list(config.examples), value=config.examples[0], label="example", scale=2)
                         open_example = gr.Button("Open example", elem_id="btn-example", scale=1)
                 mode = gr.Radio(list(h.MODES), value="positive", label="click mode", elem_id="mode")
+                clean = gr.Checkbox(value=True, label="clean masks: keep the parts you pointed at, fill small holes",
+                                    elem_id="clean")
                 with gr.Row():
                     accept = gr.Button("Accept (A)", variant="primary", elem_id="btn-accept")
                     cycle = gr.Button("Next candidate (C)", elem_id="btn-cycle")
@@ -184,6 +186,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         image_view.select(on_click, [state], outputs, api_visibility="private")
         click_api.click(action(lambda s, x, y: h.click(s, x, y)), [state, click_x, click_y], outputs, api_name="click")
         mode.change(action(lambda s, m: h.set_mode(s, m)), [state, mode], outputs, api_name="mode")
+        clean.change(action(lambda s, c: h.set_clean_masks(s, c)), [state, clean], outputs, api_name="clean_masks")
         accept.click(action(lambda s, c: h.accept(s, c)), [state, category], outputs, api_name="accept")
         cycle.click(action(h.cycle), [state], outputs, api_name="cycle")
         clear.click(action(h.clear), [state], outputs, api_name="clear")
