@@ -18,6 +18,7 @@ import numpy as np
 from tinysam_annotate.amg.generator import GenerationCancelled
 from tinysam_annotate.cleanup import MaskCleanup
 from tinysam_annotate.errors import PromptError
+from tinysam_annotate.io.prompt_record import PromptRecord
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.service import EVERYTHING_MODES, everything_generator
 from tinysam_annotate.session import DEFAULT_CLEANUP, AnnotationSession, Preview, SessionError
@@ -94,7 +95,8 @@ class StackAnnotator:
     generator_factory: GeneratorFactory = hierarchical_everything
     max_sessions: int = 16
     history: History = field(default_factory=History)
-    object_prompts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    object_prompts: dict[int, PromptRecord] = field(default_factory=dict)  # by label id
+    object_scores: dict[int, float] = field(default_factory=dict)  # predicted IoU of committed previews
     cleanup: MaskCleanup | None = DEFAULT_CLEANUP  # how previews are cleaned; None: the model's raw masks
 
     def __post_init__(self) -> None:
@@ -233,15 +235,16 @@ class StackAnnotator:
         with self.history.recording(self.labels) as rec:
             rec.before(current.key, current.tile)
             window[free] = object_id
-        self.object_prompts[object_id] = {"plane": list(current.key), **_prompt_record(current.prompts),
-                                          "score": current.preview.score}
+        self.object_prompts[object_id] = _prompt_record(current.prompts)
+        self.object_scores[object_id] = current.preview.score
         self.clear_prompts()
         return object_id
 
-    def add_labels(self, labels: np.ndarray) -> int:
+    def add_labels(self, labels: np.ndarray, prompts: dict[int, PromptRecord] | None = None) -> int:
         """Add the objects of a labels array of the same shape as one undo step (ids shifted past ours).
 
-        Imported objects go to unlabelled pixels only. Returns the number of objects added.
+        Imported objects go to unlabelled pixels only; ``prompts`` (by imported id) follow their objects.
+        Returns the number of objects added.
         """
         if tuple(labels.shape) != tuple(self.labels.shape):
             raise SessionError(f"the imported labels have shape {labels.shape}; this image needs {self.labels.shape}")
@@ -260,6 +263,9 @@ class StackAnnotator:
                 plane, incoming = self._plane(key), (labels[key] if key else labels)
                 free = (incoming > 0) & (plane == 0)
                 plane[free] = lookup[incoming[free]]
+        for old_id, record in (prompts or {}).items():
+            if 0 < old_id < len(lookup) and lookup[old_id]:
+                self.object_prompts[int(lookup[old_id])] = record
         return int(ids.size)
 
     def undo(self) -> None:
@@ -315,20 +321,15 @@ class StackAnnotator:
                     yield done, total
                 found[key] = filter_areas(plane, ids, min_area, max_area)
                 for object_id in found[key]:
-                    self.object_prompts.setdefault(object_id, {"plane": list(key), "mode": "everything"})
+                    self.object_prompts.setdefault(object_id, PromptRecord("everything", plane=tuple(key) or None))
 
     def all_planes(self) -> list[PlaneKey]:
         return self.source.plane_keys()
 
 
-def _prompt_record(prompts: Prompts) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if prompts.points:
-        out["points"] = [[float(x), float(y)] for x, y, _ in prompts.points]
-        out["point_labels"] = [int(p) for _, _, p in prompts.points]
-    if prompts.box is not None:
-        out["box"] = [float(v) for v in prompts.box]
-    return out
+def _prompt_record(prompts: Prompts) -> PromptRecord:
+    return PromptRecord("click", tuple((float(x), float(y)) for x, y, _ in prompts.points),
+                        tuple(int(p) for _, _, p in prompts.points), prompts.box, tuple(prompts.key) or None)
 
 
 def points_in_plane(

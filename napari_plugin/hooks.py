@@ -38,7 +38,10 @@ def read_coco_labels(path: str) -> list[LayerData]:
 def write_coco_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write a Labels layer (2D or a stack) as COCO JSON, one COCO image per plane."""
     name = str(meta.get("name") or Path(path).stem)
-    prompts = (meta.get("metadata") or {}).get("tinysam_prompts")
+    from tinysam_annotate.io.prompt_record import PromptRecord
+
+    stored = (meta.get("metadata") or {}).get("tinysam_prompts") or {}
+    prompts = {int(k): v if isinstance(v, PromptRecord) else PromptRecord.from_json(v) for k, v in stored.items()}
     export_coco(path, np.asarray(data), name, prompts)
     return [path]
 

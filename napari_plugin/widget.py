@@ -444,7 +444,8 @@ class TinySamWidget(Container):
     def export(self, path: Path, kind: str) -> Path:
         annotator = self._require()
         if kind == "coco":
-            out = export_coco(path, annotator.labels, self.image_layer.name, annotator.object_prompts)
+            out = export_coco(path, annotator.labels, self.image_layer.name, annotator.object_prompts,
+                              scores=annotator.object_scores)
         else:
             from tinysam_annotate.io.labels import write_label_image
 
@@ -455,13 +456,14 @@ class TinySamWidget(Container):
     def import_file(self, path: Path) -> None:
         """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""
         annotator = self._require()
+        prompts = None
         if path.suffix.lower() == ".json":
-            labels = import_coco(path)
+            labels, prompts = import_coco(path)
         else:
             from tinysam_annotate.io.labels import read_label_image
 
             labels = read_label_image(path, max_ndim=annotator.labels.ndim)
-        count = annotator.add_labels(labels)
+        count = annotator.add_labels(labels, prompts)
         self.labels_layer.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
 

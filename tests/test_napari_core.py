@@ -12,6 +12,7 @@ from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
 
 from tinysam_annotate.amg import SamAutomaticMaskGenerator
 from tinysam_annotate.errors import ChannelError, PromptError
+from tinysam_annotate.io.prompt_record import PromptRecord
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.session import SessionError
 
@@ -135,8 +136,9 @@ def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor
     object_id = annotator.commit()
     assert object_id == 1 and annotator.labels[2].max() == 1
     assert not annotator.labels[:2].any()
-    assert annotator.object_prompts[1]["points"] == [[60.0, 50.0], [5.0, 5.0]]
-    assert annotator.object_prompts[1]["point_labels"] == [1, 0]
+    record = annotator.object_prompts[1]
+    assert record.points == ((60.0, 50.0), (5.0, 5.0)) and record.point_labels == (1, 0)
+    assert record.source == "click" and record.plane == (2,) and annotator.object_scores[1] == refined.preview.score
     annotator.undo()
     assert not annotator.labels.any()
     annotator.redo()
@@ -236,7 +238,7 @@ def test_stack_labels_round_trip_through_coco(rng, tmp_path):
 
     labels = np.zeros((3, 40, 50), np.uint32)
     labels[0, 5:15, 5:15], labels[2, 20:30, 10:40], labels[2, 0:3, 0:3] = 4, 2, 9
-    coco = labels_to_coco(labels, "stack", {4: {"points": [[10.0, 10.0]], "point_labels": [1], "score": 0.9}})
+    coco = labels_to_coco(labels, "stack", {4: PromptRecord("click", ((10.0, 10.0),), (1,), plane=(0,))}, scores={4: 0.9})
     validate_coco(coco)
     assert [img["file_name"] for img in coco["images"]] == ["stack[0]", "stack[1]", "stack[2]"]
     first = next(a for a in coco["annotations"] if a["attributes"]["object_id"] == 4)

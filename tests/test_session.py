@@ -62,7 +62,7 @@ def test_previews_are_cleaned_unless_raw_masks_are_asked_for(tiny_backend, scene
 
 def test_accept_undo_redo_delete_relabel(session):
     first = _accept_one(session)
-    assert first.object_id == 1 and first.category == "nucleus" and first.prompts["points"] == [[50.0, 40.0]]
+    assert first.object_id == 1 and first.category == "nucleus" and first.prompts.points == ((50.0, 40.0),)
     assert session.preview is None  # prompts cleared for the next object
     second = _accept_one(session, 120, 80, category="cell")
     assert [o.object_id for o in session.objects] == [1, 2]
@@ -108,7 +108,7 @@ def test_everything_adds_objects_in_one_undo_step(session):
     added = session.segment_everything(
         lambda p: SamHierarchicalMaskGenerator(p, points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0),
         category="cell", progress=lambda done, total: calls.append((done, total)))
-    assert added and all(o.category == "cell" and o.prompts["mode"] == "everything" for o in added)
+    assert added and all(o.category == "cell" and o.prompts.source == "everything" for o in added)
     assert calls and calls[-1][0] == calls[-1][1]
     assert len(session.objects) == 1 + len(added)
     session.undo()

@@ -16,6 +16,7 @@ from .errors import ImageError, TinySamAnnotateError
 from .io.coco import decode_rle, read_coco, rle_annotation, rle_from_mask, write_coco
 from .io.image import load_image
 from .io.labels import masks_to_labels, write_label_image
+from .io.prompt_record import PromptRecord
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
@@ -72,9 +73,8 @@ def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
     for ann in sorted(anns, key=lambda a: -a["area"]):  # big first: small objects stay on top in labels
         rle = ann["segmentation"]
         attributes = {
-            "prompts": {"point_coords": ann["point_coords"], "point_labels": [1]},
+            "prompts": PromptRecord("everything", tuple(tuple(p) for p in ann["point_coords"]), (1,)).to_json(),
             "stability_score": float(ann["stability_score"]),
-            "source": "everything",
         }
         out.append(rle_annotation(rle, 0, 0, CATEGORY["id"], ann["predicted_iou"], attributes))
         if labels_dir is not None:
@@ -234,9 +234,9 @@ def annotate_boxes_image(path: Path, detections: list[Detection], predictor: Any
         for det, box_masks, box_ious in zip(chunk, masks, ious, strict=True):
             best = int(np.argmax(box_ious))
             rle = rle_from_mask(box_masks[best])
-            attributes = {"prompts": {"box": [float(v) for v in (det.bbox[0], det.bbox[1], det.bbox[0] + det.bbox[2],
-                                                                   det.bbox[1] + det.bbox[3])]},
-                          "detection_score": det.score, "predicted_iou": float(box_ious[best]), "source": "box"}
+            x, y, bw, bh = (float(v) for v in det.bbox)
+            attributes = {"prompts": PromptRecord("detection", box=(x, y, x + bw, y + bh)).to_json(),
+                          "detection_score": det.score, "predicted_iou": float(box_ious[best])}
             out.append(rle_annotation(rle, 0, 0, det.category_id, det.score * float(box_ious[best]), attributes))
     return ImageAnnotations(path.name, h, w, out)
 

@@ -20,6 +20,7 @@ from .cleanup import MaskCleanup, clean_mask
 from .errors import PromptError, TinySamAnnotateError
 from .io.coco import ObjectRecord, build_coco, objects_of_image, read_coco, write_coco
 from .io.labels import masks_to_labels, write_label_image
+from .io.prompt_record import PromptRecord
 from .predictor import SamPredictor
 
 DEFAULT_CATEGORY = "object"
@@ -38,7 +39,7 @@ class AnnotatedObject:
     mask: np.ndarray
     category: str
     score: float | None = None
-    prompts: dict[str, Any] = field(default_factory=dict)
+    prompts: PromptRecord = field(default_factory=PromptRecord)
 
 
 @dataclass
@@ -202,14 +203,9 @@ class AnnotationSession:
         box = None if self.box is None else np.array(self.box)
         return np.stack([clean_mask(m, points, np.array(self.labels), box, self.cleanup) for m in masks])
 
-    def prompt_record(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.points:
-            out["points"] = [list(p) for p in self.points]
-            out["point_labels"] = list(self.labels)
-        if self.box is not None:
-            out["box"] = list(self.box)
-        return out
+    def prompt_record(self) -> PromptRecord:
+        """The current prompts as they are stored with an accepted object."""
+        return PromptRecord("click", tuple(self.points), tuple(self.labels), self.box)
 
     # ------------------------------------------------------------------ objects
 
@@ -239,12 +235,12 @@ class AnnotationSession:
         return obj
 
     def add_objects(self, masks: list[np.ndarray], scores: list[float | None], category: str | None = None,
-                    prompts: list[dict] | None = None) -> list[AnnotatedObject]:
+                    prompts: list[PromptRecord] | None = None) -> list[AnnotatedObject]:
         """Add many objects as one undo step (everything mode, imports)."""
         category = self._category(category)
         first = self._state.next_id
         new = tuple(
-            AnnotatedObject(first + i, np.asarray(m, dtype=bool), category, s, (prompts[i] if prompts else {}))
+            AnnotatedObject(first + i, np.asarray(m, dtype=bool), category, s, (prompts[i] if prompts else PromptRecord("import")))
             for i, (m, s) in enumerate(zip(masks, scores, strict=True))
         )
         for obj in new:
@@ -279,8 +275,8 @@ class AnnotationSession:
         """Run a mask generator (``generator_factory(predictor)``) on the image and add its masks as one undo step."""
         generator = generator_factory(self.predictor)  # shares the embedding already computed
         records = generator.generate(self.image, progress=progress, should_stop=should_stop)
-        prompts = [{"points": [list(map(float, p)) for p in r["point_coords"]], "point_labels": [1] * len(r["point_coords"]),
-                    "mode": "everything"} for r in records]
+        prompts = [PromptRecord("everything", tuple(tuple(map(float, p)) for p in r["point_coords"]),
+                                (1,) * len(r["point_coords"])) for r in records]
         return self.add_objects([r["segmentation"] for r in records], [float(r["predicted_iou"]) for r in records],
                                 category, prompts)
 
@@ -289,7 +285,7 @@ class AnnotationSession:
     def to_coco(self, use_polygons: bool = False) -> dict[str, Any]:
         category_ids = {name: i + 1 for i, name in enumerate(self.categories)}
         records = [
-            ObjectRecord(o.mask, category_ids[o.category], o.score, {"object_id": o.object_id, "prompts": o.prompts})
+            ObjectRecord(o.mask, category_ids[o.category], o.score, {"object_id": o.object_id, "prompts": o.prompts.to_json()})
             for o in self.objects
         ]
         image = {"id": 1, "file_name": self.image_name, "height": self.height, "width": self.width}
@@ -327,7 +323,8 @@ class AnnotationSession:
         missing = [n for n in dict.fromkeys(names[r.category_id] for r in records) if n not in self.categories]
         state = replace(self._state, categories=self.categories + tuple(missing))
         first = state.next_id
-        new = tuple(AnnotatedObject(first + i, r.mask, names[r.category_id], r.score, dict(r.attributes.get("prompts", {})))
+        new = tuple(AnnotatedObject(first + i, r.mask, names[r.category_id], r.score,
+                                    PromptRecord.from_json(r.attributes.get("prompts")))
                     for i, r in enumerate(records))
         self._commit(replace(state, objects=self.objects + new, next_id=first + len(new)))
         return list(new)
