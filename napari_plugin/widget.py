@@ -25,6 +25,7 @@ from napari.utils.notifications import show_error
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS, everything_thresholds
+from tinysam_annotate.service import default_engine
 from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
@@ -64,8 +65,9 @@ class TinySamWidget(Container):
     def _build(self) -> None:
         names = list(MODEL_SPECS)
         self.model = ComboBox(label="model", choices=names, value=DEFAULT_MODEL if DEFAULT_MODEL in names else names[0])
-        self.backend = ComboBox(label="backend", choices=["onnx", "torch"], value="onnx")
-        self.precision = ComboBox(label="precision", choices=["int8", "fp32", "fp16"], value="int8")
+        backend, precision = default_engine()  # the app's and the CLI's default
+        self.backend = ComboBox(label="backend", choices=["onnx", "torch"], value=backend)
+        self.precision = ComboBox(label="precision", choices=["int8", "fp32", "fp16"], value=precision)
         self.load_button = PushButton(text="Load model")
         self.image = ComboBox(label="image", choices=self._image_names)
         self.channel_axis = SpinBox(label="channel axis", min=-1, max=5, value=-1, tooltip="-1: no channel axis")

@@ -2,6 +2,7 @@
 
     python scripts/architecture_diagram.py            # print the diagram
     python scripts/architecture_diagram.py --check ARCHITECTURE.md   # exit 1 if the file's diagram is stale
+    python scripts/architecture_diagram.py --write ARCHITECTURE.md   # regenerate it in place
 
 Nodes are the package's top-level modules and subpackages (``backends`` split into its engines); an edge
 A --> B means some module of A imports some module of B at run time (imports inside functions included,
@@ -59,11 +60,18 @@ def embedded(markdown: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", metavar="MARKDOWN", help="compare with the diagram embedded in this file")
+    parser.add_argument("--write", metavar="MARKDOWN", help="replace the diagram embedded in this file")
     args = parser.parse_args(argv)
     current = diagram()
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text()
+        path.write_text(text.replace(embedded(text), current))
+        return 0
     if args.check:
         if embedded(Path(args.check).read_text()) != current:
-            print(f"{args.check}: the diagram is stale; regenerate it with scripts/architecture_diagram.py", file=sys.stderr)
+            print(f"{args.check}: the diagram is stale; regenerate it with scripts/architecture_diagram.py --write {args.check}",
+                  file=sys.stderr)
             return 1
         return 0
     print(current)

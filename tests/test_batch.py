@@ -12,7 +12,7 @@ from tinysam_annotate.batch import annotate_folder, expand_inputs
 from tinysam_annotate.cli import main
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.io.coco import objects_of_image, read_coco
-from tinysam_annotate.io.labels import read_label_image
+from tinysam_annotate.io.labels import label_image_name, read_label_image
 from tinysam_annotate.service import everything_generator
 
 from .conftest import make_tiny_sam
@@ -38,7 +38,8 @@ def test_folder_to_coco_and_labels(folder, tmp_path):
     assert len(coco["images"]) == 3 and len(coco["annotations"]) == result.annotations > 0
     ann = coco["annotations"][0]
     assert ann["attributes"]["prompts"]["point_labels"] == [1] and ann["score"] >= 0
-    labels = read_label_image(tmp_path / "labels" / "img0_labels.tif")
+    labels = read_label_image(tmp_path / "labels" / label_image_name("img0.png"))  # the app's name too
+    assert label_image_name("img0.png") == "img0_labels.tif"
     objects = objects_of_image(coco, 1)
     assert labels.shape == (120, 160) and labels.max() == len(objects)
 
@@ -65,21 +66,22 @@ def test_cli_everything(folder, tmp_path, capsys):
     ckpt = tmp_path / "tiny.pth"
     torch.save(make_tiny_sam(seed=5).state_dict(), ckpt)
     args = ["everything", str(folder / "img0.png"), str(folder / "img1.png"), "--out", str(tmp_path / "c.json"),
-            "--model", str(ckpt), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+            "--model", str(ckpt), "--backend", "torch", "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
             "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "2 images annotated" in out and "predicted IoU >= 0.0, stability >= 0.0" in out
     assert main(args) == 0
     assert "2 already done" in capsys.readouterr().out
-    assert main(["everything", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d.json"), "--model", str(ckpt)]) == 2
+    assert main(["everything", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d.json"), "--model", str(ckpt),
+                 "--backend", "torch"]) == 2
 
 
 def test_cli_everything_uses_the_models_tuned_thresholds(folder, tmp_path, capsys):
     """Unset thresholds come from the registry: a checkpoint path gets SAM's 0.88 / 0.95."""
     ckpt = tmp_path / "tiny.pth"
     torch.save(make_tiny_sam(seed=5).state_dict(), ckpt)
-    assert main(["everything", str(folder / "img0.png"), "--out", str(tmp_path / "c.json"), "--model", str(ckpt),
+    assert main(["everything", str(folder / "img0.png"), "--out", str(tmp_path / "c.json"), "--model", str(ckpt), "--backend", "torch",
                  "--points-per-side", "4", "--no-progress"]) == 0
     assert "predicted IoU >= 0.88, stability >= 0.95" in capsys.readouterr().out
 

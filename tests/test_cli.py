@@ -43,7 +43,7 @@ def test_segment_writes_mask_and_overlay(tmp_path, capsys):
     Image.fromarray(img).save(tmp_path / "in.png")
     code = main(
         ["segment", str(tmp_path / "in.png"), "--point", "40,30", "--point", "5,5,0", "--box", "25,15,55,45",
-         "--model", str(ckpt), "--out", str(tmp_path / "mask.png"), "--overlay", str(tmp_path / "overlay.png")]
+         "--model", str(ckpt), "--backend", "torch", "--out", str(tmp_path / "mask.png"), "--overlay", str(tmp_path / "overlay.png")]
     )
     assert code == 0, capsys.readouterr().err
     mask = np.asarray(Image.open(tmp_path / "mask.png"))
@@ -56,7 +56,7 @@ def test_segment_cleans_the_mask_unless_the_raw_one_is_asked_for(tmp_path, capsy
     torch.save(make_tiny_sam().state_dict(), ckpt)
     rng = np.random.default_rng(3)
     Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "in.png")
-    common = ["segment", str(tmp_path / "in.png"), "--point", "40,30", "--model", str(ckpt)]
+    common = ["segment", str(tmp_path / "in.png"), "--point", "40,30", "--model", str(ckpt), "--backend", "torch"]
     assert main(common + ["--out", str(tmp_path / "raw.png"), "--raw-mask"]) == 0
     assert main(common + ["--out", str(tmp_path / "clean.png")]) == 0
     assert "cleaned from" in capsys.readouterr().out
@@ -151,7 +151,8 @@ def test_export_and_quick_bench(tmp_path, capsys):
     out = tmp_path / "onnx"
     assert main(["export", str(ckpt), "--out", str(out), "--precision", "fp32", "fp16"]) == 0
     assert (out / "encoder.onnx").is_file() and (out / "decoder.fp16.onnx").is_file()
-    assert main(["bench", "--quick", "--model", str(out), "--backend", "onnx", "--providers", "cuda", "cpu"]) == 0
+    assert main(["bench", "--quick", "--model", str(out), "--backend", "onnx", "--precision", "fp32",
+                 "--providers", "cuda", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "fallback from CUDAExecutionProvider" in text and "one click p50" in text
 
@@ -163,7 +164,7 @@ def test_strict_provider_failure_is_a_clean_error(tmp_path, capsys):
     assert main(["export", str(ckpt), "--out", str(out), "--precision", "fp32"]) == 0
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     code = main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--model", str(out), "--backend", "onnx",
-                 "--providers", "tensorrt", "--strict"])
+                 "--precision", "fp32", "--providers", "tensorrt", "--strict"])
     assert code == 2 and "not available" in capsys.readouterr().err
 
 
@@ -175,3 +176,19 @@ def test_onnx_without_a_model_is_a_clear_error_when_the_default_model_is_missing
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     assert main(["segment", str(tmp_path / "a.png"), "--point", "2,2", "--backend", "onnx"]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+def test_the_cli_engine_defaults_to_the_apps_and_says_so(tmp_path, capsys):
+    from tinysam_annotate.app.engine import AppConfig
+    from tinysam_annotate.service import default_engine
+
+    assert default_engine() == ("onnx", "int8") == (AppConfig().backend, AppConfig().precision)
+    assert default_engine("torch") == ("torch", "fp32")
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[20:40, 20:40] = 220
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert main(["segment", str(tmp_path / "a.png"), "--point", "30,30", "--out", str(tmp_path / "m.png")]) == 0
+    assert "(onnx int8, the default engine; --backend torch for PyTorch)" in capsys.readouterr().out
+    assert main(["segment", str(tmp_path / "a.png"), "--point", "30,30", "--backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "(torch fp32)" in out and "default engine" not in out

@@ -15,7 +15,7 @@ from .amg import SamAutomaticMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
 from .io.coco import decode_rle, read_coco, rle_annotation, rle_from_mask, write_coco
 from .io.image import load_image
-from .io.labels import masks_to_labels, write_label_image
+from .io.labels import label_image_name, masks_to_labels, write_label_image
 from .io.prompt_record import PromptRecord
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
             masks.append(decode_rle(rle))
     if labels_dir is not None:
         labels = masks_to_labels(masks, (h, w)) if masks else np.zeros((h, w), np.uint16)
-        write_label_image(Path(labels_dir) / f"{path.stem}_labels.tif", labels)
+        write_label_image(Path(labels_dir) / label_image_name(path.name), labels)
     return ImageAnnotations(path.name, h, w, out)
 
 

@@ -63,12 +63,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 # -- segment / demo -----------------------------------------------------------------------------
 
 
+
 def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels, box) -> int:
     from PIL import Image
 
     from .cleanup import clean_mask, count_parts
     from .predictor import SamPredictor
-    from .service import open_engine
+    from .service import engine_description, open_engine
     from .visualize import render_overlay
 
     backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
@@ -81,7 +82,8 @@ def _segment_and_save(rgb: np.ndarray, args: argparse.Namespace, points, labels,
     if not args.raw_mask:
         mask = clean_mask(mask, points, labels, box)
     print(
-        f"model {backend.identity.model_id} on {backend.device_description}: encode {predictor.last_encode_seconds * 1000:.0f} ms, "
+        f"model {backend.identity.model_id} ({engine_description(backend, args.backend, args.precision)}) "
+        f"on {backend.device_description}: encode {predictor.last_encode_seconds * 1000:.0f} ms, "
         f"mask {best} of {len(scores)} (predicted IoU {scores[best]:.3f}, {int(mask.sum())} pixels{cleaned})"
     )
     if args.out:
@@ -194,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", help="registered model name or checkpoint path")
-        p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-        p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
+        p.add_argument("--backend", choices=["torch", "onnx"],
+                       help="default: onnx (INT8) when onnxruntime is installed, else torch (FP32), as in the app")
+        p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8"],
+                       help="default: int8 on onnx, fp32 on torch")
         p.add_argument("--providers", nargs="+", help="ONNX Runtime providers in order, e.g. tensorrt cuda cpu")
         p.add_argument("--strict", action="store_true", help="fail instead of falling back to another provider")
 
@@ -234,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
     app.add_argument("--port", type=int, default=7860)
     app.add_argument("--model", default=None, help="default model (registry name or checkpoint)")
-    app.add_argument("--backend", default="onnx", choices=["onnx", "torch"])
-    app.add_argument("--precision", default="int8", choices=["fp32", "int8"])
+    app.add_argument("--backend", choices=["onnx", "torch"], help="default: onnx when onnxruntime is installed")
+    app.add_argument("--precision", choices=["fp32", "int8"], help="default: int8 on onnx, fp32 on torch")
     app.add_argument("--max-file-size", default="25mb")
     app.set_defaults(func=cmd_app)
 
@@ -253,8 +257,10 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise TinySamAnnotateError(f"the app needs Gradio ({exc}); install it with: pip install 'tinysam-annotate[app]'") from None
     from .app.engine import AppConfig
     from .registry import DEFAULT_MODEL
+    from .service import default_engine
 
-    config = AppConfig(model=args.model or DEFAULT_MODEL, backend=args.backend, precision=args.precision,
+    backend, precision = default_engine(args.backend)
+    config = AppConfig(model=args.model or DEFAULT_MODEL, backend=backend, precision=args.precision or precision,
                        max_file_size=args.max_file_size)
     print(f"tinysam-annotate app on http://{args.host}:{args.port} (model {config.model}, {config.backend} {config.precision})")
     launch(config, host=args.host, port=args.port)

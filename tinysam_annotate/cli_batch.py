@@ -53,7 +53,7 @@ def _report(result: Any, out: str) -> int:
 
 def cmd_everything(args: argparse.Namespace) -> int:
     from .batch import annotate_folder
-    from .service import everything_generator, open_engine
+    from .service import engine_description, everything_generator, open_engine
 
     images = _images(args)
     options: dict[str, Any] = dict(points_per_side=args.points_per_side, box_nms_thresh=args.box_nms_thresh,
@@ -74,7 +74,8 @@ def cmd_everything(args: argparse.Namespace) -> int:
         result = annotate_folder_ray(images, args.out, spec, ray_options, args.labels_dir, progress=not args.no_progress)
         return _report(result, args.out)
     backend = open_engine(args.model, args.backend, args.precision, args.providers, args.strict)
-    print(f"model {backend.identity.model_id} ({backend.identity.backend}/{backend.identity.precision}) on {backend.device_description}")
+    engine = engine_description(backend, args.backend, args.precision)
+    print(f"model {backend.identity.model_id} ({engine}) on {backend.device_description}")
     generator = everything_generator(backend, args.mode, output_mode="coco_rle", **options)
     print(f"everything mode: {args.mode}, {args.points_per_side} points per side, predicted IoU >= "
           f"{generator.pred_iou_thresh}, stability >= {generator.stability_score_thresh}, "

@@ -44,8 +44,8 @@ class EngineSpec:
     """What each actor loads: a model (registry name, checkpoint or ONNX folder) and the generator options."""
 
     model: str | None = None
-    backend: str = "onnx"
-    precision: str = "fp32"
+    backend: str | None = None  # None: service.default_engine (ONNX INT8 when onnxruntime is installed)
+    precision: str | None = None
     mode: str = "hierarchical"
     options: dict[str, Any] = field(default_factory=dict)
     threads: int = 1  # intra-op threads per actor (one actor per CPU is the usual layout)

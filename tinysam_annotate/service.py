@@ -18,18 +18,37 @@ from .registry import DEFAULT_MODEL, find_model_file, get_spec
 EVERYTHING_MODES = ("hierarchical", "grid")
 
 
-def open_engine(model: str | None = None, backend: str = "torch", precision: str = "fp32",
+def default_engine(backend: str | None = None) -> tuple[str, str]:
+    """(backend, precision) when the user does not choose: ONNX Runtime INT8 (the shipped model's fast path)
+    when onnxruntime is installed, else torch FP32. With ``backend`` given, that backend's default precision."""
+    import importlib.util
+
+    if backend is None:
+        backend = "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    return backend, ("int8" if backend == "onnx" else "fp32")
+
+
+def engine_description(engine: Backend, backend: str | None, precision: str | None) -> str:
+    """``onnx int8``, plus, when the user chose neither ``backend`` nor ``precision``, that it is the default."""
+    text = f"{engine.identity.backend} {engine.identity.precision}"
+    return text + ", the default engine; --backend torch for PyTorch" if backend is None and precision is None else text
+
+
+def open_engine(model: str | None = None, backend: str | None = None, precision: str | None = None,
                 providers: list[str] | None = None, strict: bool = False) -> Backend:
     """The engine of ``model`` (registry name, checkpoint or ONNX folder); without one, the shipped default
     model, or, in a checkout without it, TinySAM with random weights (torch FP32, with a warning) so that a
-    pipeline still runs end to end."""
+    pipeline still runs end to end. Unset ``backend`` / ``precision``: :func:`default_engine`, the app's."""
     from .loading import load_model, require_torch
 
     if model is None and find_model_file(get_spec(DEFAULT_MODEL)) is not None:
         model = DEFAULT_MODEL
+    chosen = backend is not None or precision is not None
+    backend, default_precision = default_engine(backend)
+    precision = precision or default_precision
     if model is not None:
         return load_model(model, backend=backend, precision=precision, providers=providers, strict=strict)
-    if backend != "torch" or precision != "fp32":
+    if chosen and (backend != "torch" or precision != "fp32"):
         raise TinySamAnnotateError(
             f"--backend {backend} --precision {precision} needs --model NAME|PATH: the default model "
             f"{DEFAULT_MODEL} is not in this checkout"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..cache import EmbeddingCache
 from ..predictor import SamPredictor
+from ..service import default_engine
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class AppConfig:
     """Server limits and defaults. Everything a public deployment needs to bound is here."""
 
     model: str = "tinysam-synth"
-    backend: str = "onnx"
-    precision: str = "int8"
+    backend: str = field(default_factory=lambda: default_engine()[0])  # the CLI's default too
+    precision: str = field(default_factory=lambda: default_engine()[1])
     max_file_size: str = "25mb"  # refused by the upload route before the handler runs
     max_pixels: int = 40_000_000  # per plane, checked from the header before decoding
     queue_size: int = 16  # requests waiting beyond this get a "busy" error

@@ -17,6 +17,7 @@ import numpy as np
 from ..amg import GenerationCancelled
 from ..errors import TinySamAnnotateError
 from ..io.image import load_image, read_image
+from ..io.labels import label_image_name
 from ..service import everything_generator
 from ..session import DEFAULT_CLEANUP, AnnotationSession, SessionError
 from ..visualize import id_colours
@@ -209,7 +210,7 @@ def export(state: AppState, use_polygons: bool = False) -> tuple[Path, Path]:
     session = require_session(state)
     stem = Path(session.image_name).stem or "annotations"
     return (session.export_coco(state.workdir / f"{stem}.coco.json", use_polygons),
-            session.export_labels(state.workdir / f"{stem}.labels.tif"))
+            session.export_labels(state.workdir / label_image_name(session.image_name)))
 
 
 def import_coco(state: AppState, path: str | Path) -> AppState:

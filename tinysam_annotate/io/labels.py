@@ -20,6 +20,12 @@ class LabelImageError(TinySamAnnotateError):
     """A label image cannot be written in the requested format, or read back."""
 
 
+def label_image_name(image_name: str) -> str:
+    """The file name of an image's label TIFF, the same in every front end: ``NAME_labels.tif`` for
+    ``NAME.png`` (the app's download, the CLI's ``--labels-dir``)."""
+    return f"{Path(image_name).stem or 'image'}_labels.tif"
+
+
 def masks_to_labels(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """H x W labels where object i (1-based, in order) owns its pixels; later objects win overlaps.
 
