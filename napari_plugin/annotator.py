@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -29,6 +30,7 @@ from .tiles import Box, TileGrid, filter_areas, paste_merged
 
 GeneratorFactory = Callable[[SamPredictor], Any]
 Progress = Callable[[int, int], None]
+PromptProgress = Callable[[int, int, int, int], None]  # tiles done, tiles in all, prompts done, prompts in all
 
 DEFAULT_TILE_SIZE = 1024
 TILE_WHEN_LONGER_THAN = 2048  # planes up to this size are embedded whole (downscaled to 1024)
@@ -288,10 +290,12 @@ class StackAnnotator:
 
     def iter_everything(self, keys: Sequence[PlaneKey], min_area: int = 0, max_area: int | None = None,
                         should_stop: Callable[[], bool] | None = None,
-                        found: dict[PlaneKey, list[int]] | None = None) -> Iterator[tuple[int, int]]:
+                        found: dict[PlaneKey, list[int]] | None = None,
+                        on_prompts: PromptProgress | None = None) -> Iterator[tuple[int, int]]:
         """Everything mode on each plane, per tile with objects merged across tile borders; one undo step.
 
-        Yields (tiles done, tiles in all) after every tile. Objects only go to unlabelled pixels; objects
+        Yields (tiles done, tiles in all) after every tile; ``on_prompts(tiles done, tiles in all, prompts done,
+        prompts in all)`` follows the prompts of the current tile after every decoder batch. Objects only go to unlabelled pixels; objects
         outside [min_area, max_area] pixels are dropped. should_stop() cancels between and inside tiles;
         the planes finished so far stay (still one undo step). ``found`` collects the ids per plane.
         """
@@ -310,8 +314,9 @@ class StackAnnotator:
                 for tile in tiles:
                     session = self.session(key, tile)
                     generator = self.generator_factory(self.predictor)
+                    report = None if on_prompts is None else partial(on_prompts, done, total)
                     try:
-                        records = generator.generate(session.image, should_stop=should_stop)
+                        records = generator.generate(session.image, progress=report, should_stop=should_stop)
                     except GenerationCancelled:
                         return
                     masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]

@@ -21,6 +21,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
+from superqt.utils import ensure_main_thread
 
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.predictor import SamPredictor
@@ -31,6 +32,8 @@ from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
 from .labels_io import export_coco, import_coco
 from .planes import PlaneSource, parse_channels
+
+PROGRESS_STEPS = 1000  # progress-bar steps per tile, so that one tile's prompts move the bar smoothly
 
 POSITIVE_COLOUR, NEGATIVE_COLOUR = "lime", "red"
 
@@ -429,9 +432,18 @@ class TinySamWidget(Container):
                                                          float(self.stability.value))
         min_area, max_area = int(self.min_area.value), int(self.max_area.value) or None
 
+        @ensure_main_thread
+        def on_prompts(tiles_done: int, tiles: int, done: int, total: int) -> None:
+            with _widget_may_be_gone():
+                self.progress.max = PROGRESS_STEPS * tiles
+                self.progress.value = int(PROGRESS_STEPS * (tiles_done + done / max(total, 1)))
+                where = f"tile {tiles_done + 1} of {tiles}: " if tiles > 1 else ""
+                self._say(f"Segmenting everything, {where}{done} of {total} prompts done, {total - done} left...")
+
         def work():
             found: dict = {}
-            yield from annotator.iter_everything(keys, min_area, max_area, self._cancel.is_set, found)
+            for _ in annotator.iter_everything(keys, min_area, max_area, self._cancel.is_set, found, on_prompts):
+                yield None  # progress comes from on_prompts; the yield lets the worker pause or quit between tiles
             return found
 
         def done(found: dict) -> None:

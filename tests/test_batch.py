@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tinysam_annotate.backends.torch_backend import TorchBackend
-from tinysam_annotate.batch import annotate_folder, expand_inputs
+from tinysam_annotate.batch import annotate_folder, annotate_image, expand_inputs
 from tinysam_annotate.cli import main
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.io.coco import objects_of_image, read_coco
@@ -99,3 +99,14 @@ def test_duplicate_file_names_are_refused(folder, tmp_path):
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode"):
         everything_generator(None, "random")
+
+
+def test_one_image_shows_its_prompts_done_and_left(folder, tmp_path, capsys):
+    gen = everything_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", output_mode="coco_rle", points_per_batch=4,
+                               **OPTIONS)
+    seen = []
+    annotate_image(folder / "img0.png", gen, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(4 * (i + 1), 16) for i in range(4)]  # 4 x 4 grid, 4 prompts per decoder batch
+    annotate_folder([folder / "img0.png"], tmp_path / "one.json", gen, progress=True)
+    bars = capsys.readouterr().err
+    assert "img0.png" in bars and "16/16" in bars and "prompt" in bars  # the per-image prompt bar

@@ -148,6 +148,21 @@ def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng
     assert np.array_equal(widget.labels_layer.data > 0, labels > 0)
 
 
+def test_everything_on_one_plane_shows_its_prompts_done_and_left(widget, qtbot, rng, monkeypatch):
+    start(widget, qtbot, blobs(rng))
+    widget.pred_iou.value, widget.stability.value, widget.mode.value = 0.0, 0.0, "grid"
+    values, messages = [], []
+    widget.progress.changed.connect(values.append)
+    say = TinySamWidget._say
+    monkeypatch.setattr(TinySamWidget, "_say", lambda self, text: (messages.append(text), say(self, text)))
+    widget.segment_everything()
+    wait_idle(widget, qtbot)
+    qtbot.wait(50)  # the last queued progress calls
+    inside = [v for v in values if 0 < v < widget.progress.max]
+    assert len(set(inside)) >= 4  # the bar moves within the single plane's single tile
+    assert any("of 1024 prompts done" in m and "left" in m for m in messages)  # 32 x 32 grid
+
+
 def test_cancel_stops_everything_on_a_stack(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng, (6, 120, 160)))
     widget.pred_iou.value, widget.stability.value, widget.mode.value = 0.0, 0.0, "grid"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -60,14 +61,17 @@ class ImageAnnotations:
 
 
 def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
-                   labels_dir: str | os.PathLike | None = None) -> ImageAnnotations:
-    """Everything mode on one image file; an unreadable image gives ``error`` instead of raising."""
+                   labels_dir: str | os.PathLike | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> ImageAnnotations:
+    """Everything mode on one image file; an unreadable image gives ``error`` instead of raising.
+
+    ``progress(prompts done, prompts in all)`` is called after each decoder batch."""
     try:
         rgb = load_image(path).rgb
     except ImageError as exc:
         log.warning("skipping %s: %s", path, exc)
         return ImageAnnotations(path.name, 0, 0, [], str(exc))
-    anns = generator.generate(rgb)
+    anns = generator.generate(rgb, progress=progress)
     h, w = rgb.shape[:2]
     out, masks = [], []
     for ann in sorted(anns, key=lambda a: -a["area"]):  # big first: small objects stay on top in labels
@@ -132,8 +136,30 @@ def annotate_folder(
     Images whose file name is already in ``out`` are skipped, so a rerun after an interruption
     finishes only what is missing. Unreadable images are reported and skipped, never fatal.
     """
-    return folder_to_coco(images, out, lambda path: annotate_image(path, generator, labels_dir), "everything",
-                          progress, on_image)
+    def work(path: Path) -> ImageAnnotations:
+        with prompt_bar(path.name, enabled=progress) as advance:
+            return annotate_image(path, generator, labels_dir, advance)
+
+    return folder_to_coco(images, out, work, "everything", progress, on_image)
+
+
+@contextmanager
+def prompt_bar(name: str, enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """A second progress bar, under the images bar, counting one image's prompts (done / in all); it goes
+    away when the image is done. Yields the ``progress(done, total)`` callback (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    bar = tqdm(total=0, desc=f"  {name}", unit="prompt", leave=False, position=1)
+
+    def advance(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
 def folder_to_coco(images: list[Path], out: str | os.PathLike, work: Callable[[Path], ImageAnnotations | None],
