@@ -77,7 +77,7 @@ def everything_factory(mode: str = "hierarchical", pred_iou_thresh: float | None
     unset thresholds are the ones the predictor's model was tuned for (``tinysam_annotate.service``)."""
     if mode not in EVERYTHING_MODES:
         raise ValueError(f"everything mode must be 'hierarchical' or 'grid', got {mode!r}")
-    params = dict(points_per_side=points_per_side, points_per_batch=128, pred_iou_thresh=pred_iou_thresh,
+    params = dict(points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
                   stability_score_thresh=stability_score_thresh)
     return lambda predictor: everything_generator(predictor, mode, **params)
 

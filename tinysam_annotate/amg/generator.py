@@ -32,6 +32,7 @@ from .masks import (
     nms,
     stability_from_block,
 )
+from .memory import DEFAULT_MEMORY_BUDGET, points_per_batch_within
 from .postprocess import OUTPUT_MODES, encode_output
 
 # Low-res stability runs a little below the exact full-resolution score; candidates this far under
@@ -54,7 +55,7 @@ class SamAutomaticMaskGenerator:
         self,
         model: Any,
         points_per_side: int | None = 32,
-        points_per_batch: int = 64,
+        points_per_batch: int | None = None,
         pred_iou_thresh: float | None = None,
         stability_score_thresh: float | None = None,
         stability_score_offset: float = 1.0,
@@ -67,6 +68,7 @@ class SamAutomaticMaskGenerator:
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
         mask_nms_thresh: float | None = DEFAULT_MASK_NMS_THRESH,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         """SAM's generator options, plus:
 
@@ -74,12 +76,14 @@ class SamAutomaticMaskGenerator:
         (the registry entry of a registered model, found by name or checksum; SAM's 0.88 / 0.95 otherwise).
         mask_nms_thresh: after box NMS, drop masks whose mask IoU with a better-scored kept mask exceeds it
         (None: off, SAM's exact pipeline).
+        points_per_batch: prompts per decoder call; None (default) sizes it when an image starts so that the
+        process stays within ``memory_budget`` bytes (see :mod:`.memory`).
         """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
-        if points_per_batch < 1:
+        if points_per_batch is not None and points_per_batch < 1:
             raise ValueError("points_per_batch must be >= 1")
         self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model)
         self.points_per_side = points_per_side
@@ -89,6 +93,8 @@ class SamAutomaticMaskGenerator:
             else point_grids
         )
         self.points_per_batch = points_per_batch
+        self.memory_budget = memory_budget
+        self.last_batch_size = points_per_batch or 0  # the batch the last image ran with
         tuned = tuned_everything_thresholds(self.predictor.backend.identity.model_id,
                                             self.predictor.backend.identity.weights_hash)
         self.pred_iou_thresh = tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh
@@ -165,8 +171,9 @@ class SamAutomaticMaskGenerator:
         union = np.zeros((crop_h, crop_w), dtype=bool) if high_score_thresh is not None else None
         x0, y0 = crop_box[0], crop_box[1]
         out: list[Candidate] = []
-        for start in range(0, len(points), self.points_per_batch):
-            batch = points[start : start + self.points_per_batch]
+        step = self._batch_size()
+        for start in range(0, len(points), step):
+            batch = points[start : start + step]
             coords = p.transform.apply_coords(batch, p.original_size)[:, None, :]
             coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
             low, iou = backend.decode(p.features, coords, labels, None, True)
@@ -188,6 +195,15 @@ class SamAutomaticMaskGenerator:
             if tracker is not None:
                 tracker.advance(len(batch))
         return out, union
+
+    def _batch_size(self) -> int:
+        """The fixed points_per_batch, else what fits the memory budget now (the image and its embedding held)."""
+        if self.points_per_batch is not None:
+            size = self.points_per_batch
+        else:
+            size = points_per_batch_within(self.memory_budget, self.predictor.backend.low_res_size)
+        self.last_batch_size = size
+        return size
 
     def _candidate(
         self,
