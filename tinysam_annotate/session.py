@@ -307,8 +307,11 @@ class AnnotationSession:
         return write_label_image(path, self.label_image())
 
     def import_coco(self, path: str | os.PathLike, image_id: int | None = None) -> list[AnnotatedObject]:
-        """Add the objects of a COCO file's image (the only one, or ``image_id``) as one undo step."""
-        coco = read_coco(path)
+        """Add the objects of a COCO file's image (the only one, or ``image_id``) as one undo step; all or nothing:
+        a bad file raises CocoFormatError (or SessionError for another image's file) and changes nothing.
+
+        The structure is checked and the image size compared before any mask is decoded."""
+        coco = read_coco(path, validate=False)
         if image_id is None:
             if len(coco["images"]) != 1:
                 raise SessionError(f"{path} holds {len(coco['images'])} images; say which image_id to import")

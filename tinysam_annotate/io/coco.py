@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 class CocoFormatError(TinySamAnnotateError):
     """A COCO file is malformed or inconsistent (the message lists every problem found)."""
+
+
+# Largest image a COCO file may describe (height x width): 2**28 pixels, a 16384 x 16384 plane. Masks are
+# decoded at full size, so this bounds what one annotation can cost.
+MAX_IMAGE_PIXELS = 2**28
 
 
 @dataclass
@@ -174,14 +180,22 @@ def write_coco(path: str | os.PathLike, coco: dict[str, Any], validate: bool = T
     return Path(path)
 
 
-def read_coco(path: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
-    """Load a COCO file; malformed JSON or structure raises CocoFormatError."""
+def read_coco(path: str | os.PathLike, validate: bool = True, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, Any]:
+    """Load a COCO file; malformed JSON or structure raises CocoFormatError.
+
+    ``validate`` also decodes every mask to check area and bbox; without it the structure and types are
+    still checked (:func:`check_structure`), so nothing read here can crash a decoder later.
+    """
     try:
         coco = json.loads(Path(path).read_text())
+    except RecursionError:
+        raise CocoFormatError(f"cannot read COCO file {path}: nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise CocoFormatError(f"cannot read COCO file {path}: {exc}") from exc
     if validate:
-        validate_coco(coco)
+        validate_coco(coco, max_pixels)
+    else:
+        check_structure(coco, max_pixels)
     return coco
 
 
@@ -200,86 +214,169 @@ def objects_of_image(coco: dict[str, Any], image_id: int) -> list[ObjectRecord]:
     if image_id not in images:
         raise CocoFormatError(f"image id {image_id} is not in this COCO file")
     img = images[image_id]
-    return [
-        ObjectRecord(
-            mask=decode_segmentation(a["segmentation"], img["height"], img["width"]),
-            category_id=a["category_id"],
-            score=a.get("score"),
-            attributes=a.get("attributes", {}),
-        )
-        for a in coco["annotations"]
-        if a["image_id"] == image_id
-    ]
+    records = []
+    for a in coco["annotations"]:
+        if a["image_id"] != image_id:
+            continue
+        try:
+            mask = decode_segmentation(a["segmentation"], img["height"], img["width"])
+        except Exception as exc:  # pycocotools raises assorted errors on corrupt counts
+            raise CocoFormatError(f"annotation {a.get('id')}: segmentation does not decode ({exc})") from None
+        records.append(ObjectRecord(mask, a["category_id"], a.get("score"), a.get("attributes", {})))
+    return records
 
 
-def validate_coco(coco: Any) -> None:
+def validate_coco(coco: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
     """Check a COCO dict the way a training pipeline needs it; raise CocoFormatError listing problems.
 
-    Checks: top-level lists; unique image/annotation/category ids; every annotation's image and
-    category exist; RLE size equals the image size and counts are str; area equals the mask's pixel
-    count; bbox equals pycocotools' toBbox; polygons have >= 3 points; positive image sizes.
+    First the structure and types without decoding anything (:func:`check_structure`), then each mask:
+    area equals its pixel count and bbox equals pycocotools' toBbox.
     """
-    problems: list[str] = []
+    problems, decodable = _structure(coco, max_pixels)
+    for ann, img in decodable:
+        problems += _check_decoded(ann, img)
+    _raise(problems)
+
+
+def check_structure(coco: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Structure and types of a COCO dict, checked before any mask is decoded; CocoFormatError lists problems.
+
+    Images: integer ids, unique; positive integer height and width with height x width <= ``max_pixels``.
+    Categories: integer ids, unique, a non-empty name. Annotations: integer ids, unique; known image and
+    category; finite numeric score, area and bbox; segmentation an RLE whose size is its image's (counts a
+    str, or a list of non-negative ints summing to height x width) or polygons of >= 3 finite points inside
+    the image (one pixel of slack); attributes an object.
+    """
+    _raise(_structure(coco, max_pixels)[0])
+
+
+def _structure(coco: Any, max_pixels: int) -> tuple[list[str], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """The structural problems, and the (annotation, image) pairs whose segmentation is safe to decode."""
     if not isinstance(coco, dict):
         raise CocoFormatError("COCO data must be a JSON object")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(coco.get(key), list):
-            problems.append(f"'{key}' must be a list")
-    if problems:
-        raise CocoFormatError("; ".join(problems))
-    images, seen = {}, set()
-    for img in coco["images"]:
-        iid = img.get("id")
-        if iid in images:
-            problems.append(f"duplicate image id {iid}")
-        if not (isinstance(img.get("height"), int) and isinstance(img.get("width"), int)) or img["height"] < 1 or img["width"] < 1:
-            problems.append(f"image {iid}: height and width must be positive integers")
+    _raise([f"'{key}' must be a list" for key in ("images", "annotations", "categories") if not isinstance(coco.get(key), list)])
+    problems: list[str] = []
+    decodable: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    images: dict[int, dict[str, Any]] = {}
+    for index, img in enumerate(coco["images"]):
+        found = _check_image(img, index, max_pixels)
+        if found:
+            problems += found
+        elif img["id"] in images:
+            problems.append(f"duplicate image id {img['id']}")
+        else:
+            images[img["id"]] = img
+    categories: set[int] = set()
+    for index, cat in enumerate(coco["categories"]):
+        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
+            problems.append(f"category #{index}: needs an integer id")
+        elif not isinstance(cat.get("name"), str) or not cat["name"].strip():
+            problems.append(f"category {cat['id']}: needs a non-empty name")
+        elif cat["id"] in categories:
+            problems.append(f"duplicate category id {cat['id']}")
+        else:
+            categories.add(cat["id"])
+    seen: set[int] = set()
+    for index, ann in enumerate(coco["annotations"]):
+        if not isinstance(ann, dict) or not _is_int(ann.get("id")):
+            problems.append(f"annotation #{index}: needs an integer id")
             continue
-        images[iid] = img
-    cat_ids = [c.get("id") for c in coco["categories"]]
-    if len(set(cat_ids)) != len(cat_ids):
-        problems.append("duplicate category ids")
-    for ann in coco["annotations"]:
-        aid = ann.get("id")
+        aid = ann["id"]
         if aid in seen:
             problems.append(f"duplicate annotation id {aid}")
         seen.add(aid)
-        img = images.get(ann.get("image_id"))
+        img = images.get(ann.get("image_id")) if _is_int(ann.get("image_id")) else None
         if img is None:
-            problems.append(f"annotation {aid}: unknown image_id {ann.get('image_id')}")
+            problems.append(f"annotation {aid}: unknown image_id {_short(ann.get('image_id'))}")
             continue
-        if ann.get("category_id") not in cat_ids:
-            problems.append(f"annotation {aid}: unknown category_id {ann.get('category_id')}")
-        problems += _check_segmentation(ann, img)
+        if not _is_int(ann.get("category_id")) or ann["category_id"] not in categories:
+            problems.append(f"annotation {aid}: unknown category_id {_short(ann.get('category_id'))}")
+        for name in ("score", "area"):
+            if name in ann and not _is_finite_number(ann[name]):
+                problems.append(f"annotation {aid}: {name} must be a finite number, got {_short(ann[name])}")
+        bbox = ann.get("bbox")
+        if bbox is not None and not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_finite_number, bbox))):
+            problems.append(f"annotation {aid}: bbox must be 4 finite numbers, got {_short(bbox)}")
+        if "attributes" in ann and not isinstance(ann["attributes"], dict):
+            problems.append(f"annotation {aid}: attributes must be an object")
+        found = _check_segmentation(ann.get("segmentation"), aid, img["height"], img["width"])
+        problems += found
+        if not found:
+            decodable.append((ann, img))
+    return problems, decodable
+
+
+def _check_image(img: Any, index: int, max_pixels: int) -> list[str]:
+    if not isinstance(img, dict) or not _is_int(img.get("id")):
+        return [f"image #{index}: needs an integer id"]
+    h, w = img.get("height"), img.get("width")
+    if not (_is_int(h) and _is_int(w)) or h < 1 or w < 1:
+        return [f"image {img['id']}: height and width must be positive integers"]
+    if h * w > max_pixels:
+        return [f"image {img['id']}: {w} x {h} is larger than the {max_pixels:,} pixels allowed"]
+    if "file_name" in img and not isinstance(img["file_name"], str):
+        return [f"image {img['id']}: file_name must be a string"]
+    return []
+
+
+def _check_segmentation(seg: Any, aid: int, h: int, w: int) -> list[str]:
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and size == [h, w]):
+            return [f"annotation {aid}: RLE size {_short(size)} != image size {[h, w]}"]
+        counts = seg.get("counts")
+        if isinstance(counts, list):
+            if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != h * w:
+                return [f"annotation {aid}: uncompressed RLE counts must be non-negative integers summing to {h * w}"]
+        elif not isinstance(counts, str) or not counts.isascii():
+            return [f"annotation {aid}: RLE counts must be an ASCII string or a list of integers"]
+        return []
+    if isinstance(seg, list):
+        if not seg:
+            return [f"annotation {aid}: every polygon needs >= 3 (x, y) points"]
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                return [f"annotation {aid}: every polygon needs >= 3 (x, y) points"]
+            if not all(map(_is_finite_number, poly)):
+                return [f"annotation {aid}: polygon coordinates must be finite numbers"]
+            xs, ys = poly[0::2], poly[1::2]
+            if min(xs) < -1 or max(xs) > w + 1 or min(ys) < -1 or max(ys) > h + 1:
+                return [f"annotation {aid}: polygon coordinates outside the {w} x {h} image"]
+        return []
+    return [f"annotation {aid}: segmentation must be RLE or polygons"]
+
+
+def _check_decoded(ann: dict[str, Any], img: dict[str, Any]) -> list[str]:
+    aid = ann["id"]
+    try:
+        mask = decode_segmentation(ann["segmentation"], img["height"], img["width"])
+    except Exception as exc:  # pycocotools raises assorted errors on corrupt counts
+        return [f"annotation {aid}: segmentation does not decode ({exc})"]
+    problems = []
+    if ann.get("area") != int(mask.sum()):
+        problems.append(f"annotation {aid}: area {_short(ann.get('area'))} != mask pixels {int(mask.sum())}")
+    expected = [float(v) for v in mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))]
+    bbox = ann.get("bbox")
+    well_formed = isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_finite_number, bbox))
+    if bbox is None or (well_formed and not np.allclose(bbox, expected, atol=1e-6)):
+        problems.append(f"annotation {aid}: bbox {_short(bbox)} != {expected}")
+    return problems  # a malformed bbox was reported by the structure check
+
+
+def _raise(problems: list[str]) -> None:
     if problems:
         shown = "; ".join(problems[:20]) + (f"; ... {len(problems) - 20} more" if len(problems) > 20 else "")
         raise CocoFormatError(f"invalid COCO data: {shown}")
 
 
-def _check_segmentation(ann: dict[str, Any], img: dict[str, Any]) -> list[str]:
-    aid, seg = ann.get("id"), ann.get("segmentation")
-    h, w = img["height"], img["width"]
-    problems = []
-    if isinstance(seg, dict):
-        if list(seg.get("size", [])) != [h, w]:
-            problems.append(f"annotation {aid}: RLE size {seg.get('size')} != image size {[h, w]}")
-            return problems
-        if not isinstance(seg.get("counts"), str):
-            problems.append(f"annotation {aid}: RLE counts must be a str")
-            return problems
-    elif isinstance(seg, list):
-        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
-            return [f"annotation {aid}: every polygon needs >= 3 (x, y) points"]
-    else:
-        return [f"annotation {aid}: segmentation must be RLE or polygons"]
-    try:
-        mask = decode_segmentation(seg, h, w)
-    except Exception as exc:  # pycocotools raises assorted errors on corrupt counts
-        return [f"annotation {aid}: segmentation does not decode ({exc})"]
-    if ann.get("area") != int(mask.sum()):
-        problems.append(f"annotation {aid}: area {ann.get('area')} != mask pixels {int(mask.sum())}")
-    expected = [float(v) for v in mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))]
-    bbox = ann.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not np.allclose(bbox, expected, atol=1e-6):
-        problems.append(f"annotation {aid}: bbox {bbox} != {expected}")
-    return problems
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
