@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import multiprocessing
 import os
 from dataclasses import replace
@@ -79,6 +80,44 @@ def test_damaged_entry_is_detected_and_recomputed(tiny_backend, scene, tmp_path,
     assert EmbeddingCache(tmp_path).get(embedding_key(scene, backend.identity)) is not None
 
 
+def _rewrite_header(path, key=None, shape=None):
+    """A well-formed entry whose header says another key or shape, with a valid checksum (a copied or forged file)."""
+    from tinysam_annotate import cache as cache_module
+
+    data = path.read_bytes()
+    start = len(cache_module._MAGIC) + cache_module._HEADER_LEN.size
+    (header_len,) = cache_module._HEADER_LEN.unpack_from(data, len(cache_module._MAGIC))
+    header = json.loads(data[start : start + header_len])
+    payload = data[start + header_len :]
+    fields = {"key": key or header["key"], "shape": shape or header["shape"], "dtype": "float32"}
+    new_header = json.dumps({**fields, "sha256": cache_module._checksum(fields, payload)}).encode()
+    path.write_bytes(cache_module._MAGIC + cache_module._HEADER_LEN.pack(len(new_header)) + new_header + payload)
+
+
+def test_entries_are_bound_to_their_key_and_shape(tiny_backend, scene, tmp_path):
+    """An entry copied under another key's name, or whose header claims a shape the engine cannot use, is a
+    counted miss that is recomputed and replaced, never served."""
+    backend = CountingBackend(tiny_backend)
+    p = SamPredictor(backend, cache=EmbeddingCache(tmp_path))
+    p.set_image(scene)
+    other = np.ascontiguousarray(scene[::-1])
+    p.set_image(other)
+    assert backend.encodes == 2
+    here, there = (p.cache.path_for(embedding_key(img, backend.identity)) for img in (scene, other))
+    there.write_bytes(here.read_bytes())  # scene's embedding under other's name
+    _, channels, side, _ = p.features.shape
+    # Copied; a header whose shape has the right size but the wrong layout; negative dimensions.
+    for damage in ("copied", dict(shape=[1, side, channels, side]), dict(shape=[-1, -channels, side, side])):
+        if damage != "copied":
+            _rewrite_header(there, **damage)  # on the recomputed, valid entry: its own key, a forged shape
+        fresh = SamPredictor(backend, cache=EmbeddingCache(tmp_path))
+        fresh.set_image(other)
+        assert fresh.cache.stats.corrupt_entries == 1 and fresh.cache.stats.disk_hits == 0
+        assert fresh.features.shape[2:] == (tiny_backend.low_res_size // 4,) * 2
+        assert EmbeddingCache(tmp_path).get(embedding_key(other, backend.identity)) is not None  # replaced
+    assert backend.encodes == 2 + 3
+
+
 def _writer(directory: str, key: str, value: float, rounds: int) -> None:
     cache = EmbeddingCache(directory, memory_bytes=0)
     payload = np.full((1, 256, 64, 64), value, np.float32)
@@ -105,7 +144,7 @@ def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
         assert w.exitcode == 0
     assert reader.stats.corrupt_entries == 0
     assert reader.get(key) is not None
-    assert not list(tmp_path.glob("*/.tmp-*"))
+    assert not list(tmp_path.glob("*/.*.tmp"))
 
 
 def test_unusable_directory_falls_back_to_memory(tmp_path, caplog):

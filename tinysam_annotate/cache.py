@@ -2,9 +2,11 @@
 
 The key hashes the model-view pixels (H x W x 3 uint8 RGB), their shape, the model identity
 (architecture, weights hash, backend, precision) and the preprocessing version, so one changed pixel
-or another model/precision is a miss. Disk entries carry a checksum of their payload: a truncated or
-bit-flipped file is detected, deleted and recomputed. Writes go to a temp file that is renamed into
-place, so concurrent writers of one key never expose a partial file. A read-only or full directory
+or another model/precision is a miss. A disk entry's header names its key (which hashes the model
+identity) and shape, and one checksum covers header and payload: a truncated or bit-flipped file, an
+entry copied under another key's name or one whose shape the engine cannot use is counted, deleted and
+recomputed (the README suggests shared cache folders on clusters, where that matters). Writes go to a temp
+file that is renamed into place, so concurrent writers of one key never expose a partial file. A read-only or full directory
 turns the disk store off with a warning; the memory cache keeps working.
 """
 
@@ -16,7 +18,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from .backends.base import ModelIdentity
+from .io.atomic import atomic_write
 from .paths import app_home
 
 # Bump when resizing, normalisation or padding change: old embeddings then stop matching.
 PREPROCESS_VERSION = "1"
-_MAGIC = b"TSAEMB2\n"
+_MAGIC = b"TSAEMB3\n"
 _HEADER_LEN = struct.Struct("<I")
 
 log = logging.getLogger(__name__)
@@ -83,15 +85,16 @@ class EmbeddingCache:
 
     # -- public API --------------------------------------------------------------------------
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached embedding for ``key``, or None."""
+    def get(self, key: str, expected_shape: tuple[int | None, ...] | None = None) -> np.ndarray | None:
+        """The cached embedding for ``key``, or None; with ``expected_shape`` (None entries match any size), an
+        entry of another shape is a miss (counted in ``stats.corrupt_entries`` and deleted)."""
         with self._lock:
             hit = self._memory.get(key)
             if hit is not None:
                 self._memory.move_to_end(key)
                 self.stats.memory_hits += 1
                 return hit
-        loaded = self._read_disk(key) if self.disk_enabled else None
+        loaded = self._read_disk(key, expected_shape) if self.disk_enabled else None
         if loaded is None:
             self.stats.misses += 1
             return None
@@ -144,7 +147,7 @@ class EmbeddingCache:
             log.warning("embedding cache directory %s is not writable (%s); caching in memory only", self.directory, exc)
         self.disk_enabled = False
 
-    def _read_disk(self, key: str) -> np.ndarray | None:
+    def _read_disk(self, key: str, expected_shape: tuple[int, ...] | None) -> np.ndarray | None:
         path = self.path_for(key)
         try:
             data = path.read_bytes()
@@ -153,10 +156,12 @@ class EmbeddingCache:
         except OSError as exc:
             log.warning("cannot read cache entry %s: %s", path, exc)
             return None
-        embedding = _decode_entry(data)
+        embedding = _decode_entry(data, key)
+        if embedding is not None and expected_shape is not None and not _shape_fits(embedding.shape, expected_shape):
+            embedding = None
         if embedding is None:
             self.stats.corrupt_entries += 1
-            log.warning("cache entry %s is truncated or corrupted; recomputing", path)
+            log.warning("cache entry %s is truncated, corrupted, another key's or of the wrong shape; recomputing", path)
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
@@ -165,24 +170,12 @@ class EmbeddingCache:
         return embedding
 
     def _write_disk(self, key: str, embedding: np.ndarray) -> None:
-        path = self.path_for(key)
-        tmp_name = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", suffix=".emb", delete=False) as tmp:
-                tmp_name = tmp.name
-                tmp.write(_encode_entry(embedding))
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-            tmp_name = None
+            with atomic_write(self.path_for(key)) as fh:
+                fh.write(_encode_entry(key, embedding))
         except OSError as exc:
             self._disable_disk(exc)
             return
-        finally:
-            if tmp_name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp_name)
         self._evict_disk()
 
     def _evict_disk(self) -> None:
@@ -206,28 +199,39 @@ class EmbeddingCache:
                 pass
 
 
-def _encode_entry(embedding: np.ndarray) -> bytes:
+def _shape_fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(e is None or e == n for n, e in zip(shape, expected, strict=True))
+
+
+def _encode_entry(key: str, embedding: np.ndarray) -> bytes:
     payload = embedding.tobytes()
-    header = json.dumps(
-        {"shape": list(embedding.shape), "dtype": "float32", "sha256": hashlib.sha256(payload).hexdigest()}
-    ).encode()
+    fields = {"key": key, "shape": list(embedding.shape), "dtype": "float32"}
+    header = json.dumps({**fields, "sha256": _checksum(fields, payload)}).encode()
     return _MAGIC + _HEADER_LEN.pack(len(header)) + header + payload
 
 
-def _decode_entry(data: bytes) -> np.ndarray | None:
-    """The embedding in a disk entry, or None when the entry is truncated or corrupted."""
+def _checksum(fields: dict, payload: bytes) -> str:
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    digest.update(payload)
+    return digest.hexdigest()
+
+
+def _decode_entry(data: bytes, key: str) -> np.ndarray | None:
+    """The embedding in a disk entry, or None when the entry is truncated, corrupted, another key's or malformed."""
     start = len(_MAGIC) + _HEADER_LEN.size
     if len(data) < start or not data.startswith(_MAGIC):
         return None
     (header_len,) = _HEADER_LEN.unpack_from(data, len(_MAGIC))
     try:
         header = json.loads(data[start : start + header_len])
-        shape = tuple(int(n) for n in header["shape"])
+        fields = {"key": str(header["key"]), "shape": [int(n) for n in header["shape"]], "dtype": str(header["dtype"])}
         checksum = str(header["sha256"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    shape = tuple(fields["shape"])
+    if fields["key"] != key or fields["dtype"] != "float32" or not 1 <= len(shape) <= 8 or min(shape) < 1:
         return None
     payload = data[start + header_len :]
-    if len(payload) != 4 * int(np.prod(shape)) or hashlib.sha256(payload).hexdigest() != checksum:
+    if len(payload) != 4 * int(np.prod(shape)) or _checksum(fields, payload) != checksum:
         return None
-    embedding = np.frombuffer(payload, dtype=np.float32).reshape(shape)
-    return embedding
+    return np.frombuffer(payload, dtype=np.float32).reshape(shape)

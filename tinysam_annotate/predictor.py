@@ -69,13 +69,19 @@ class SamPredictor:
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         start = time.perf_counter()
         key = embedding_key(rgb, self.backend.identity)
-        features = self.cache.get(key)
+        features = self.cache.get(key, self.embedding_shape)
         self.last_cache_hit = features is not None
         if features is None:
             features = self.backend.encode(self.transform.apply_image(rgb))
             self.cache.put(key, features)
         self.last_encode_seconds = time.perf_counter() - start
         self._set_features(features, rgb.shape[:2])
+
+    @property
+    def embedding_shape(self) -> tuple[int | None, ...]:
+        """The shape this engine's embeddings have: 1 x C x e x e with e = low_res_size / 4 (C left open)."""
+        side = self.backend.low_res_size // 4
+        return (1, None, side, side)
 
     def is_cached(self, image: np.ndarray) -> bool:
         """Whether :meth:`set_image` on this RGB image would hit the embedding cache (no encoder pass)."""

@@ -72,15 +72,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(-scores, kind="stable")
-    ious = box_iou_matrix(boxes[order])
-    suppressed = np.zeros(len(order), dtype=bool)
-    keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(order[i])
-        suppressed |= ious[i] > iou_threshold
-    return np.asarray(keep, dtype=np.int64)
+    return _greedy_keep(order, box_iou_matrix(boxes[order]), iou_threshold)
 
 
 def mask_nms(rles: list[dict], scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -94,6 +86,11 @@ def mask_nms(rles: list[dict], scores: np.ndarray, iou_threshold: float) -> np.n
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     ordered = [rles[i] for i in order]
     ious = np.asarray(mask_utils.iou(ordered, ordered, [0] * len(ordered)), dtype=np.float64).reshape(len(order), len(order))
+    return _greedy_keep(order, ious, iou_threshold)
+
+
+def _greedy_keep(order: np.ndarray, ious: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Walk ``order`` (best first; ``ious`` pairwise in that order), keeping each item no kept one overlaps."""
     suppressed = np.zeros(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
