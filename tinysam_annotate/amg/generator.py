@@ -95,6 +95,7 @@ class SamAutomaticMaskGenerator:
         self.points_per_batch = points_per_batch
         self.memory_budget = memory_budget
         self.last_batch_size = points_per_batch or 0  # the batch the last image ran with
+        self._sized_for_image = False
         tuned = tuned_everything_thresholds(self.predictor.backend.identity.model_id,
                                             self.predictor.backend.identity.weights_hash)
         self.pred_iou_thresh = tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh
@@ -122,6 +123,7 @@ class SamAutomaticMaskGenerator:
         raises GenerationCancelled.
         """
         image = as_model_view(image)
+        self._sized_for_image = False
         orig_size = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
         total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
@@ -197,13 +199,15 @@ class SamAutomaticMaskGenerator:
         return out, union
 
     def _batch_size(self) -> int:
-        """The fixed points_per_batch, else what fits the memory budget now (the image and its embedding held)."""
+        """The fixed points_per_batch, else what fits the memory budget when the image's first batch starts (its
+        embedding held). Sized once per image: the decoder's arena then holds that batch's peak for reuse, so
+        measuring again would count it twice."""
         if self.points_per_batch is not None:
-            size = self.points_per_batch
-        else:
-            size = points_per_batch_within(self.memory_budget, self.predictor.backend.low_res_size)
-        self.last_batch_size = size
-        return size
+            self.last_batch_size = self.points_per_batch
+        elif not self._sized_for_image:
+            self.last_batch_size = points_per_batch_within(self.memory_budget, self.predictor.backend.low_res_size)
+            self._sized_for_image = True
+        return self.last_batch_size
 
     def _candidate(
         self,

@@ -41,6 +41,7 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
     ) -> list[dict[str, Any]]:
         """Masks for an H x W x 3 uint8 image (SAM's annotation dicts); see the module docstring."""
         image = as_model_view(image)
+        self._sized_for_image = False
         h, w = image.shape[:2]
         whole = [0, 0, w, h]
         self.predictor.set_image(image)
