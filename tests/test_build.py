@@ -47,8 +47,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_state):
         sam_from_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"hello world", bytes(range(256)) * 20])
 def test_empty_or_garbage_file(tmp_path, content):
+    """Any bytes: a CheckpointError, never the unpickler's raw KeyError / IndexError."""
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
     with pytest.raises(CheckpointError):

@@ -120,12 +120,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            " (the file may be truncated, corrupted, or not a PyTorch checkpoint)"
-        ) from exc
+    except Exception as exc:  # the safe unpickler raises KeyError, IndexError, struct.error... on arbitrary bytes
+        raise CheckpointError(f"cannot read checkpoint {path}: {_load_failure(exc)}") from exc
     return filter_checkpoint(obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load refused a file, in one line a user can act on."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    if "Weights only load failed" in first:
+        return ("it holds Python objects other than tensors, which are not unpickled for safety, or it is not a "
+                "PyTorch checkpoint at all")
+    if isinstance(exc, (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError)):
+        return f"{exc.__class__.__name__}: {first} (the file may be truncated, corrupted, or not a PyTorch checkpoint)"
+    return f"not a PyTorch checkpoint ({exc.__class__.__name__} while unpickling)"
 
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
