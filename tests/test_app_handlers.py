@@ -126,8 +126,17 @@ def test_sixteen_bit_multichannel_upload_with_a_channel_choice(engine, tmp_path)
     assert rgb.shape == (64, 80, 3) and rgb[20, 20].max() > rgb[50, 70].max()
 
 
-def test_examples_and_engine_registry_share_one_engine():
-    assert h.example_image("coins").shape[2] == 3
+def test_examples_and_engine_registry_share_one_engine(monkeypatch):
+    import pooch
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("an example tried to download")
+
+    monkeypatch.setattr(pooch, "retrieve", no_download)
+    monkeypatch.setattr(pooch.Pooch, "fetch", no_download)
+    for name in AppConfig().examples:  # every example the app offers is installed with scikit-image
+        image = h.example_image(name)
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
     loads = []
 
     def loader(m, b, p):

@@ -26,7 +26,7 @@ class AppConfig:
     max_pixels: int = 40_000_000  # per plane, checked from the header before decoding
     queue_size: int = 16  # requests waiting beyond this get a "busy" error
     cache_bytes: int = 512 * 2**20
-    examples: tuple[str, ...] = ("coins", "cells", "nuclei")
+    examples: tuple[str, ...] = ("coins", "cells", "tissue")  # handlers.EXAMPLES: bundled, no download
 
 
 class LockedBackend:

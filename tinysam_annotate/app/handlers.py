@@ -41,18 +41,17 @@ class AppState:
     clean_masks: bool = True  # previews keep the parts the prompts point at, small holes filled
 
 
+EXAMPLES = {"coins": "coins", "cells": "cell", "tissue": "immunohistochemistry"}  # name -> skimage.data function
+
+
 def example_image(name: str) -> np.ndarray:
-    """A bundled example (scikit-image data, no download): coins, cells or nuclei (fluorescence)."""
+    """A bundled example (scikit-image data installed with it, no download): coins, cells, or tissue (stained
+    nuclei, immunohistochemistry). Its fluorescence nuclei (human_mitosis) would need a download: not used."""
     from skimage import data
 
-    if name == "coins":
-        img = data.coins()
-    elif name == "cells":
-        img = data.cell()
-    elif name == "nuclei":
-        img = data.human_mitosis()
-    else:
-        raise SessionError(f"unknown example {name!r}; examples: coins, cells, nuclei")
+    if name not in EXAMPLES:
+        raise SessionError(f"unknown example {name!r}; examples: {', '.join(EXAMPLES)}")
+    img = getattr(data, EXAMPLES[name])()
     return load_image(img).rgb
 
 
