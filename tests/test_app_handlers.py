@@ -11,7 +11,7 @@ from tinysam_annotate.app.engine import AppConfig, Engine, EngineRegistry
 from tinysam_annotate.app.render import canvas
 from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.errors import ImageTooLargeError, PromptError, UnsupportedImageError
-from tinysam_annotate.io.coco import read_coco, validate_coco
+from tinysam_annotate.io.coco import CocoFormatError, read_coco, validate_coco
 from tinysam_annotate.session import SessionError
 
 
@@ -85,6 +85,20 @@ def test_everything_adds_objects_with_progress(state):
     assert h.objects_table(state) and calls[-1][0] == calls[-1][1]
     assert "objects added" in state.message
     h.everything(state, "grid", 8, 0.0, 0.0, 0, None)
+
+
+def test_upload_errors_name_the_file_not_the_server_path(state, engine, tmp_path):
+    upload = tmp_path / "gradio" / "3f9a1c" / "empty.png"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"")
+    with pytest.raises(UnsupportedImageError) as caught:
+        h.open_image(h.AppState(workdir=tmp_path / "s"), engine, upload)
+    assert "empty.png" in str(caught.value) and str(tmp_path) not in str(caught.value)
+    bad_coco = upload.with_name("bad.json")
+    bad_coco.write_text("{not json")
+    with pytest.raises(CocoFormatError) as caught:
+        h.import_coco(state, bad_coco)
+    assert "bad.json" in str(caught.value) and str(tmp_path) not in str(caught.value)
 
 
 def test_status_reports_engine_and_latency(state):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -55,12 +56,31 @@ def example_image(name: str) -> np.ndarray:
     return load_image(img).rgb
 
 
+@contextmanager
+def names_only(path: str | Path) -> Iterator[None]:
+    """Re-raise user errors about an uploaded file with its name in place of its server path (Gradio's temp
+    folder tells a visitor nothing useful and tells an attacker where uploads live)."""
+    try:
+        yield
+    except TinySamAnnotateError as exc:
+        full, name = str(path), Path(path).name
+        text = str(exc).replace(full, name).replace(str(Path(full).parent), "")
+        if text == str(exc):
+            raise
+        try:
+            cleaned = type(exc)(text)
+        except TypeError:  # an error type with another constructor
+            cleaned = TinySamAnnotateError(text)
+        raise cleaned from None
+
+
 def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, name: str = "image.png",
                max_pixels: int = 40_000_000, channels: tuple[int, ...] | int | None = None,
                categories: list[str] | None = None) -> AppState:
     """Load a file (size checked from its header before decoding) or an array and start annotating it."""
     if isinstance(image, (str, Path)):
-        source = read_image(image, max_pixels=max_pixels)
+        with names_only(image):
+            source = read_image(image, max_pixels=max_pixels)
         if source.n_slices > 1:
             raise SessionError(f"{Path(image).name} is a stack of {source.n_slices} slices; the web app annotates 2D images")
         rgb = source.model_view(0, channels)
@@ -213,7 +233,8 @@ def export(state: AppState, use_polygons: bool = False) -> tuple[Path, Path]:
 
 
 def import_coco(state: AppState, path: str | Path) -> AppState:
-    added = require_session(state).import_coco(path)
+    with names_only(path):
+        added = require_session(state).import_coco(path)
     state.message = f"imported {len(added)} objects"
     return state
 
