@@ -58,6 +58,26 @@ def test_annotate_and_export_in_a_browser(app_url, tmp_path):
     assert (tmp_path / "app.png").stat().st_size > 20_000
 
 
+def test_a_stray_key_shows_a_message_and_the_image_stays_clickable(app_url, tmp_path):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 950})
+        page.goto(app_url)
+        page.locator("#btn-example").click()
+        canvas = page.locator("#canvas img")
+        canvas.wait_for(state="visible", timeout=60_000)
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("a")  # Accept with nothing to accept
+        page.locator("#message").get_by_text("nothing to accept").wait_for(timeout=30_000)
+        page.screenshot(path=str(tmp_path / "stray_key.png"), full_page=True)
+        assert canvas.is_visible()  # no error badge in its place
+        box = canvas.bounding_box()
+        canvas.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.45})
+        page.get_by_text("predicted IoU").wait_for(timeout=60_000)  # the click after the error works
+        browser.close()
+
+
 class SlowDecoder(CountingBackend):
     """The tiny model with a slow decoder, so that everything mode runs long enough to be cancelled."""
 

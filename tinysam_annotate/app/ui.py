@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 import gradio as gr
 
-from ..errors import TinySamAnnotateError
+from ..errors import ChannelError, TinySamAnnotateError
 from ..registry import DEFAULT_MODEL, MODEL_SPECS, SAM_THRESHOLDS, everything_thresholds, find_model_file
 from . import handlers as h
 from .engine import AppConfig, EngineRegistry
@@ -34,6 +35,8 @@ CSS = """
 footer { display: none !important; }
 """
 
+log = logging.getLogger(__name__)
+
 HELP = ("**Click** the image to add points · **P / N / B** positive, negative, box mode · **A** accept · "
         "**C** next candidate · **Esc** clear · **Ctrl+Z / Ctrl+Y** undo / redo")
 
@@ -51,13 +54,21 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         categories = list(state.session.categories) if state.session is not None else ["object"]
         return state, image, h.objects_table(state), h.status(state), state.message, gr.update(choices=categories)
 
+    def user_error(state: h.AppState, exc: TinySamAnnotateError) -> tuple:
+        """A user's mistake: a toast and the message line, one log line; the image stays visible and clickable
+        (gr.Error would put an error badge over every output, the picture included)."""
+        log.info("user error: %s", exc)
+        gr.Warning(str(exc))
+        state.message = f"⚠ {exc}"
+        return views(state)
+
     def action(fn: Callable[..., Any]) -> Callable[..., tuple]:
         def run(state: h.AppState | None, *args: Any) -> tuple:
             state = state if state is not None else h.AppState()
             try:
                 fn(state, *args)
             except TinySamAnnotateError as exc:
-                raise gr.Error(str(exc)) from None
+                return user_error(state, exc)
             return views(state)
 
         return run
@@ -98,7 +109,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                                        datatype=["number", "html", "str", "number", "number"],
                                        interactive=False, label="objects", elem_id="objects", max_height=240)
                 with gr.Row():
-                    object_id = gr.Number(label="object id", precision=0, minimum=1)
+                    object_id = gr.Number(value=1, label="object id", precision=0, minimum=1)  # ids start at 1
                     delete = gr.Button("Delete")
                     relabel = gr.Button("Set category")
                 with gr.Accordion("Segment everything", open=False):
@@ -136,7 +147,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             try:
                 return tuple(int(v) for v in text.split(","))
             except ValueError:
-                raise gr.Error(f"channels must be integers separated by commas, got {text!r}") from None
+                raise ChannelError(f"channels must be integers separated by commas, got {text!r}") from None
 
         def open_file(state, path, chans, model_name, backend_name, precision_name, progress=gr.Progress()):
             if not path:
@@ -166,7 +177,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             try:
                 coco, labels = h.export(state)
             except TinySamAnnotateError as exc:
-                raise gr.Error(str(exc)) from None
+                return (*user_error(state, exc), gr.update())
             state.message = f"exported {len(state.session.objects)} objects"
             return (*views(state), [str(coco), str(labels)])
 
@@ -175,7 +186,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             try:
                 engine = registry.get(model_name, backend_name, precision_name)
             except TinySamAnnotateError as exc:
-                raise gr.Error(str(exc)) from None
+                return user_error(state if state is not None else h.AppState(), exc)
             return action(lambda s: h.switch_engine(s, engine))(state)
 
         model_inputs = [model, backend, precision]
