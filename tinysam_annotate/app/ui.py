@@ -221,7 +221,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
 
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
-    """Safe defaults for a public server: upload size cap, no extra file access, no flagging, no API page."""
+    """Safe defaults for a public server: upload size cap, no extra file access, no flagging, no footer links (the
+    API docs link included; the API itself, /gradio_api/info and the named endpoints, stays on for gradio_client)."""
     return dict(max_file_size=config.max_file_size, allowed_paths=[], head=SHORTCUTS_JS, css=CSS,
                 footer_links=[], show_error=True, theme=gr.themes.Soft())
 
