@@ -101,10 +101,14 @@ def test_upload_errors_name_the_file_not_the_server_path(state, engine, tmp_path
     assert "bad.json" in str(caught.value) and str(tmp_path) not in str(caught.value)
 
 
-def test_status_reports_engine_and_latency(state):
+def test_status_reports_engine_and_latency(state, engine, tmp_path):
     h.click(state, 50, 40)
     text = h.status(state)
     assert "tiny" in text and "encode" in text and "decode" in text
+    assert state.session.predictor.last_decode_seconds > 0
+    # Another session on the same engine reports its own timings, not the last caller's.
+    other = h.open_image(h.AppState(workdir=tmp_path / "other"), engine, tmp_path / "cells.png")
+    assert "last decode 0.0 ms" in h.status(other) and "last decode 0.0 ms" not in h.status(state)
 
 
 def test_bad_inputs_are_clear_errors(engine, tmp_path):

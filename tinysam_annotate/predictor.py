@@ -50,7 +50,8 @@ class SamPredictor:
         self.model = sam_model
         self.cache = cache if cache is not None else EmbeddingCache()
         self.transform = ResizeLongestSide(self.backend.image_size)
-        self.last_encode_seconds = 0.0
+        self.last_encode_seconds = 0.0  # this predictor's last set_image (a cache hit included)
+        self.last_decode_seconds = 0.0  # this predictor's last predict, masks upsampled included
         self.last_cache_hit = False
         self.reset_image()
 
@@ -155,7 +156,9 @@ class SamPredictor:
         )
         points = self.transform.apply_coords(prompts.points, self.original_size)
         boxes = None if prompts.boxes is None else self.transform.apply_boxes(prompts.boxes, self.original_size)
+        start = time.perf_counter()
         masks, iou, low_res = self._decode(points, prompts.labels, boxes, prompts.mask_input, multimask_output, return_logits)
+        self.last_decode_seconds = time.perf_counter() - start
         if prompts.batched:
             return masks, iou, low_res
         return masks[0], iou[0], low_res[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +29,7 @@ class AppConfig:
 
 
 class LockedBackend:
-    """A backend whose encode/decode calls run one at a time, with the last latencies recorded."""
+    """A backend whose encode/decode calls run one at a time (sessions time their own calls: SamPredictor)."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
@@ -39,22 +38,14 @@ class LockedBackend:
         self.low_res_size, self.always_multimask = inner.low_res_size, inner.always_multimask
         self.device, self.device_description = inner.device, inner.device_description
         self.as_native = inner.as_native
-        self.last_encode_s = 0.0
-        self.last_decode_s = 0.0
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         with self.lock:
-            start = time.perf_counter()
-            out = self.inner.encode(image)
-            self.last_encode_s = time.perf_counter() - start
-        return out
+            return self.inner.encode(image)
 
     def decode(self, *args: Any) -> Any:
         with self.lock:
-            start = time.perf_counter()
-            out = self.inner.decode(*args)
-            self.last_decode_s = time.perf_counter() - start
-        return out
+            return self.inner.decode(*args)
 
 
 class Engine:

@@ -92,7 +92,7 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
     state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json",
                                       cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
     state.box_corner = None
-    state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {engine.backend.last_encode_s * 1000:.0f} ms"
+    state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {state.session.predictor.last_encode_seconds * 1000:.0f} ms"
     return state
 
 
@@ -105,7 +105,7 @@ def switch_engine(state: AppState, engine: Engine) -> AppState:
         session.predictor.set_image(session.image)
         session.clear_prompts()
         state.box_corner = None
-        state.message = f"now using {engine.description} (embedding {engine.backend.last_encode_s * 1000:.0f} ms)"
+        state.message = f"now using {engine.description} (embedding {session.predictor.last_encode_seconds * 1000:.0f} ms)"
     return state
 
 
@@ -253,9 +253,12 @@ def objects_table(state: AppState) -> list[list]:
 def status(state: AppState) -> str:
     if state.engine is None:
         return "no image yet"
-    b = state.engine.backend
-    return (f"{state.engine.description} · last encode {b.last_encode_s * 1000:.0f} ms · "
-            f"last decode {b.last_decode_s * 1000:.1f} ms")
+    if state.session is None:
+        return state.engine.description
+    # This session's own predictor: the engine's timings are whichever session used it last.
+    predictor = state.session.predictor
+    return (f"{state.engine.description} · last encode {predictor.last_encode_seconds * 1000:.0f} ms · "
+            f"last decode {predictor.last_decode_seconds * 1000:.1f} ms")
 
 
 def close(state: AppState) -> None:
