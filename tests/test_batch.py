@@ -101,12 +101,30 @@ def test_bad_mode():
         everything_generator(None, "random")
 
 
-def test_one_image_shows_its_prompts_done_and_left(folder, tmp_path, capsys):
+def test_one_image_shows_its_prompts_done_and_left(folder, tmp_path, monkeypatch):
     gen = everything_generator(TorchBackend(make_tiny_sam(seed=5)), "grid", output_mode="coco_rle", points_per_batch=4,
                                **OPTIONS)
     seen = []
     annotate_image(folder / "img0.png", gen, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(4 * (i + 1), 16) for i in range(4)]  # 4 x 4 grid, 4 prompts per decoder batch
+    bars = []
+
+    class RecordingBar:  # tqdm's stand-in (Gradio, imported by other tests, patches tqdm process-wide)
+        def __init__(self, iterable=None, **kwargs):
+            self.iterable, self.kwargs, self.total, self.n, self.closed = iterable, kwargs, kwargs.get("total"), 0, False
+            bars.append(self)
+
+        def __iter__(self):
+            yield from self.iterable
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("tinysam_annotate.batch.tqdm", RecordingBar)
     annotate_folder([folder / "img0.png"], tmp_path / "one.json", gen, progress=True)
-    bars = capsys.readouterr().err
-    assert "img0.png" in bars and "16/16" in bars and "prompt" in bars  # the per-image prompt bar
+    images, prompts = bars
+    assert images.kwargs["unit"] == "image" and prompts.kwargs["unit"] == "prompt"
+    assert "img0.png" in prompts.kwargs["desc"] and (prompts.n, prompts.total) == (16, 16) and prompts.closed
