@@ -127,11 +127,11 @@ def _fallback_part(parts: np.ndarray, count: int, points: np.ndarray | None, lab
         distance = ndimage.distance_transform_edt(seeds)  # to the nearest positive point
         distance[parts == 0] = np.inf
         return {int(parts.flat[int(np.argmin(distance))])}
-    sizes = np.bincount(parts.ravel(), minlength=count + 1)
     if box is not None:
         inside = np.bincount(parts[_box_slices(parts.shape, box)].ravel(), minlength=count + 1)
         inside[0] = 0
         if inside.any():
             return {int(np.argmax(inside))}
+    sizes = np.bincount(parts.ravel(), minlength=count + 1)
     sizes[0] = 0
     return {int(np.argmax(sizes))}

@@ -96,10 +96,13 @@ class SamAutomaticMaskGenerator:
         self.memory_budget = memory_budget
         self.last_batch_size = points_per_batch or 0  # the batch the last image ran with
         self._sized_for_image = False
-        tuned = tuned_everything_thresholds(self.predictor.backend.identity.model_id,
-                                            self.predictor.backend.identity.weights_hash)
-        self.pred_iou_thresh = tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh
-        self.stability_score_thresh = tuned.stability if stability_score_thresh is None else stability_score_thresh
+        if pred_iou_thresh is None or stability_score_thresh is None:  # the registry lookup may read a manifest
+            identity = self.predictor.backend.identity
+            tuned = tuned_everything_thresholds(identity.model_id, identity.weights_hash)
+            pred_iou_thresh = tuned.pred_iou if pred_iou_thresh is None else pred_iou_thresh
+            stability_score_thresh = tuned.stability if stability_score_thresh is None else stability_score_thresh
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
         self.mask_nms_thresh = mask_nms_thresh
         self.stability_score_offset = stability_score_offset
         self.box_nms_thresh = box_nms_thresh
