@@ -19,6 +19,18 @@ pytestmark = [pytest.mark.browser,
 from .conftest import CountingBackend, serve_tiny_app  # noqa: E402
 
 
+def open_example(p, url: str, **page_options):
+    """Headless Debian Chromium on the app at ``url`` with the first example open: (browser, page, canvas image)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1400, "height": 950}, **page_options)
+    page.goto(url)
+    page.locator("#btn-example").click()
+    canvas = page.locator("#canvas img")
+    canvas.wait_for(state="visible", timeout=60_000)
+    return browser, page, canvas
+
+
 @pytest.fixture(scope="module")
 def app_url():
     yield from serve_tiny_app()
@@ -26,13 +38,7 @@ def app_url():
 
 def test_annotate_and_export_in_a_browser(app_url, tmp_path):
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 950}, accept_downloads=True)
-        page.goto(app_url)
-        page.locator("#btn-example").click()
-        canvas = page.locator("#canvas img")
-        canvas.wait_for(state="visible", timeout=60_000)
+        browser, page, canvas = open_example(p, app_url, accept_downloads=True)
         box = canvas.bounding_box()
         canvas.click(position={"x": box["width"] * 0.4, "y": box["height"] * 0.45})
         page.get_by_text("predicted IoU").wait_for(timeout=60_000)
@@ -60,13 +66,7 @@ def test_annotate_and_export_in_a_browser(app_url, tmp_path):
 
 def test_a_stray_key_shows_a_message_and_the_image_stays_clickable(app_url, tmp_path):
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1400, "height": 950})
-        page.goto(app_url)
-        page.locator("#btn-example").click()
-        canvas = page.locator("#canvas img")
-        canvas.wait_for(state="visible", timeout=60_000)
+        browser, page, canvas = open_example(p, app_url)
         page.locator("body").click(position={"x": 5, "y": 5})
         page.keyboard.press("a")  # Accept with nothing to accept
         page.locator("#message").get_by_text("nothing to accept").wait_for(timeout=30_000)
@@ -91,12 +91,7 @@ def test_cancel_everything_in_a_browser(tmp_path):
     url = next(server)
     try:
         with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                        args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
-            page = browser.new_page(viewport={"width": 1400, "height": 950})
-            page.goto(url)
-            page.locator("#btn-example").click()
-            page.locator("#canvas img").wait_for(state="visible", timeout=60_000)
+            browser, page, _ = open_example(p, url)
             page.get_by_text("Segment everything").first.click()  # opens the accordion
             page.locator("#btn-everything").click()
             time.sleep(1.5)  # 1024 prompts in batches of 64 at 0.3 s each: several seconds of work
