@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("gradio")
@@ -16,13 +17,15 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")]
 
 
+from recipes.app_screenshot import CHROMIUM_ARGS, click_image_pixel  # noqa: E402
+
 from .conftest import CountingBackend, serve_tiny_app  # noqa: E402
 
 
 def open_example(p, url: str, **page_options):
     """Headless Debian Chromium on the app at ``url`` with the first example open: (browser, page, canvas image)."""
     browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"])
+                                args=CHROMIUM_ARGS)
     page = browser.new_page(viewport={"width": 1400, "height": 950}, **page_options)
     page.goto(url)
     page.locator("#btn-example").click()
@@ -78,12 +81,64 @@ def test_a_stray_key_shows_a_message_and_the_image_stays_clickable(app_url, tmp_
         browser.close()
 
 
+def upload(page, path) -> None:
+    before = page.locator("#message").inner_text()
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    page.wait_for_function("t => !document.querySelector('#message').innerText.includes(t)", arg=before, timeout=60_000)
+
+
+def test_a_click_on_an_upscaled_small_image_lands_on_the_pixel_under_it(app_url, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    with playwright.sync_playwright() as p:
+        browser, page, canvas = open_example(p, app_url)
+        upload(page, tmp_path / "small.png")
+        page.wait_for_function("() => document.querySelector('#canvas img').naturalWidth === 1024")  # 128 px drawn 8x
+        click_image_pixel(page, 37, 21)
+        page.get_by_text("1 point, last at (37, 21)").wait_for(timeout=60_000)
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("+")  # zoom in around the point
+        page.get_by_text("zoom 2x around (37, 21)").wait_for(timeout=30_000)
+        click_image_pixel(page, 40, 30)
+        page.get_by_text("2 points, last at (40, 30)").wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "zoomed.png"), full_page=True)
+        browser.close()
+
+
 class SlowDecoder(CountingBackend):
     """The tiny model with a slow decoder, so that everything mode runs long enough to be cancelled."""
 
     def decode(self, *args):
         time.sleep(0.3)
         return super().decode(*args)
+
+
+def test_clicks_made_while_one_is_decoding_are_all_applied_in_order(tmp_path):
+    """5 clicks 100 ms apart while each decode takes 300 ms and each new canvas takes 250 ms to arrive (Gradio drops
+    a click on an image that is loading): all 5 reach the session, then a negative click and the Accept key, in order."""
+    server = serve_tiny_app(wrap=SlowDecoder)
+    url = next(server)
+    try:
+        with playwright.sync_playwright() as p:
+            browser, page, canvas = open_example(p, url)
+            page.route("**/gradio_api/file=**", lambda route: (time.sleep(0.25), route.continue_()))
+            box = canvas.bounding_box()
+            for i in range(5):  # 100 ms apart; each decode takes 300 ms
+                canvas.click(position={"x": box["width"] * (0.3 + 0.1 * i), "y": box["height"] * 0.5})
+                time.sleep(0.1)
+            page.screenshot(path=str(tmp_path / "pending.png"), full_page=True)
+            page.get_by_text("5 points, last at").wait_for(timeout=60_000)
+            page.locator("body").click(position={"x": 5, "y": 5})
+            page.keyboard.press("n")
+            canvas.click(position={"x": box["width"] * 0.2, "y": box["height"] * 0.2})
+            page.keyboard.press("a")  # queued behind the negative click: accepts all 6 prompts
+            page.get_by_text("object 1 (object) accepted").wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "after_clicks.png"), full_page=True)
+            browser.close()
+    finally:
+        server.close()
 
 
 def test_cancel_everything_in_a_browser(tmp_path):
@@ -94,7 +149,15 @@ def test_cancel_everything_in_a_browser(tmp_path):
             browser, page, _ = open_example(p, url)
             page.get_by_text("Segment everything").first.click()  # opens the accordion
             page.locator("#btn-everything").click()
-            time.sleep(1.5)  # 1024 prompts in batches of 64 at 0.3 s each: several seconds of work
+            page.locator("#progress").get_by_text("everything:").wait_for(timeout=30_000)
+            # Progress is drawn on its own line: the image and the table are what is under the pointer.
+            for selector, tag in (("#canvas img", "IMG"), ("#objects table", "TABLE")):
+                page.locator(selector).first.scroll_into_view_if_needed()
+                centre = page.locator(selector).first.bounding_box()
+                at = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('img, table').tagName",
+                                   [centre["x"] + centre["width"] / 2, centre["y"] + centre["height"] / 2])
+                assert at == tag, f"{selector} is covered while everything mode runs"
+            page.screenshot(path=str(tmp_path / "progress.png"), full_page=True)
             page.locator("#btn-cancel").click()
             page.get_by_text("everything cancelled: no objects added").wait_for(timeout=30_000)
             page.screenshot(path=str(tmp_path / "cancelled.png"), full_page=True)

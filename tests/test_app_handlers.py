@@ -32,8 +32,8 @@ def test_open_click_accept_undo_export_import(state, engine, tmp_path):
     assert state.session.image_name == "cells.png" and "160 x 120" in state.message
     h.click(state, 50, 40)
     assert state.session.preview is not None and "predicted IoU" in state.message
-    image = canvas(state.session)
-    assert image.shape == (120, 160, 3) and image.dtype == np.uint8
+    image = canvas(state.session, state.view)
+    assert image.shape == (720, 960, 3) and image.dtype == np.uint8  # 160 x 120 drawn 6x to fill the panel
     h.set_mode(state, "negative")
     h.click(state, 140, 100)
     assert state.session.labels == [1, 0]
@@ -74,7 +74,7 @@ def test_box_mode_takes_two_clicks(state):
     h.set_mode(state, "box")
     h.click(state, 20, 20)
     assert state.box_corner == (20.0, 20.0) and state.session.preview is None
-    assert canvas(state.session, state.box_corner).shape == (120, 160, 3)
+    assert canvas(state.session, state.view, state.box_corner).shape == (720, 960, 3)
     h.click(state, 90, 70)
     assert state.session.box == (20.0, 20.0, 90.0, 70.0) and state.box_corner is None
 

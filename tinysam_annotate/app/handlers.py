@@ -23,6 +23,7 @@ from ..service import everything_generator
 from ..session import DEFAULT_CLEANUP, AnnotationSession, SessionError
 from ..visualize import id_colours
 from .engine import Engine
+from .view import ZOOMS, View, ViewError, fit_view, pan
 
 MODES = ("positive", "negative", "box")
 
@@ -40,6 +41,7 @@ class AppState:
     message: str = ""
     cancel_requested: bool = False  # set by the Cancel button while everything mode runs
     clean_masks: bool = True  # previews keep the parts the prompts point at, small holes filled
+    view: View | None = None  # the part of the image the canvas shows (set when an image opens)
 
 
 EXAMPLES = {"coins": "coins", "cells": "cell", "tissue": "immunohistochemistry"}  # name -> skimage.data function
@@ -92,6 +94,7 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
     state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json",
                                       cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
     state.box_corner = None
+    state.view = fit_view(rgb.shape[1], rgb.shape[0])
     state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {state.session.predictor.last_encode_seconds * 1000:.0f} ms"
     return state
 
@@ -146,7 +149,79 @@ def click(state: AppState, x: float, y: float) -> AppState:
         preview = session.set_box(x0, y0, x, y)
     else:
         preview = session.add_point(x, y, positive=state.mode == "positive")
-    state.message = f"candidate {preview.selected + 1}/3, predicted IoU {preview.score:.2f}"
+    state.message = f"{describe_prompts(session)} · candidate {preview.selected + 1}/3, predicted IoU {preview.score:.2f}"
+    return state
+
+
+def describe_prompts(session: AnnotationSession) -> str:
+    """E.g. "3 points, last at (37, 21) + box": what the preview was made from."""
+    parts = []
+    if session.points:
+        n, (x, y) = len(session.points), session.points[-1]
+        parts.append(f"{n} point{'s' if n != 1 else ''}, last at ({x:g}, {y:g})")
+    if session.box is not None:
+        parts.append("box")
+    return " + ".join(parts)
+
+
+def click_on_canvas(state: AppState, view: str | View | None, u: float, v: float) -> AppState:
+    """A click at display pixel (u, v) of the canvas as the browser showed it (``view``, the JSON sent with that
+    canvas; the state's current view when None): mapped to image pixels exactly as the canvas was drawn, so a click
+    made while an earlier one was still running lands where the user saw it."""
+    require_session(state)
+    if view is None or view == "":
+        view = state.view
+    elif isinstance(view, str):
+        view = View.from_json(view)
+    if view is None:
+        raise ViewError("the canvas has no view yet: open an image first")
+    x, y = view.to_image(u, v)
+    return click(state, x, y)
+
+
+def last_prompt_position(state: AppState) -> tuple[float, float] | None:
+    """Image (x, y) of the newest prompt: a half-drawn box corner, the last point, or the box centre."""
+    session = state.session
+    if state.box_corner is not None:
+        return state.box_corner
+    if session is not None and session.points:
+        return tuple(session.points[-1])
+    if session is not None and session.box is not None:
+        x0, y0, x1, y1 = session.box
+        return (x0 + x1) / 2, (y0 + y1) / 2
+    return None
+
+
+def set_zoom(state: AppState, zoom: int | str) -> AppState:
+    """Show the image at ``zoom`` (1, 2, 4 or 8; "2x" works too) centred on the newest prompt, else on what the
+    canvas shows now."""
+    session = require_session(state)
+    try:
+        level = int(str(zoom).rstrip("x")) if str(zoom) != "fit" else 1
+    except ValueError:
+        raise ViewError(f"zoom must be one of {ZOOMS} or 'fit', got {zoom!r}") from None
+    height, width = session.image.shape[:2]
+    current = state.view or fit_view(width, height)
+    centre = last_prompt_position(state) or (current.x0 + current.width / 2, current.y0 + current.height / 2)
+    state.view = fit_view(width, height, level, centre)
+    state.message = "whole image" if level == 1 else f"zoom {level}x around ({centre[0]:.0f}, {centre[1]:.0f})"
+    return state
+
+
+def zoom_level(state: AppState) -> int:
+    """The zoom (one of ZOOMS) of the state's view; 1 before an image is open."""
+    if state.session is None or state.view is None:
+        return 1
+    height, width = state.session.image.shape[:2]
+    ratio = state.view.scale / fit_view(width, height).scale
+    return min(ZOOMS, key=lambda z: abs(z - ratio))
+
+
+def pan_view(state: AppState, dx: int, dy: int) -> AppState:
+    """Move a zoomed view by (dx, dy) half windows (-1, 0 or 1 each)."""
+    session = require_session(state)
+    height, width = session.image.shape[:2]
+    state.view = pan(state.view or fit_view(width, height), width, height, int(dx), int(dy))
     return state
 
 
@@ -266,7 +341,7 @@ def close(state: AppState) -> None:
     shutil.rmtree(state.workdir, ignore_errors=True)
 
 
-__all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "clear", "click", "close", "cycle",
-           "cancel", "delete", "everything", "example_image", "export", "import_coco", "objects_table", "open_image", "redo",
-           "switch_engine",
-           "relabel", "set_mode", "status", "undo"]
+__all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "cancel", "clear", "click",
+           "click_on_canvas", "close", "cycle", "delete", "everything", "example_image", "export", "import_coco",
+           "objects_table", "open_image", "pan_view", "redo", "relabel", "set_mode", "set_zoom", "status",
+           "switch_engine", "undo", "zoom_level"]

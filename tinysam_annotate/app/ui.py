@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
 
+import anyio.to_thread
 import gradio as gr
 
 from ..errors import ChannelError, TinySamAnnotateError
@@ -12,25 +16,15 @@ from ..registry import DEFAULT_MODEL, MODEL_SPECS, SAM_THRESHOLDS, everything_th
 from . import handlers as h
 from .engine import AppConfig, EngineRegistry
 from .render import canvas
+from .view import ZOOMS
 
-SHORTCUTS_JS = """
-<script>
-document.addEventListener('keydown', (e) => {
-  const tag = (document.activeElement && document.activeElement.tagName) || '';
-  if (['INPUT', 'TEXTAREA', 'SELECT'].includes(tag)) return;
-  const press = (id) => { const el = document.querySelector('#' + id); if (el) { el.click(); e.preventDefault(); } };
-  const mode = (v) => { const el = document.querySelector('#mode input[value="' + v + '"]'); if (el) { el.click(); e.preventDefault(); } };
-  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'z') return e.shiftKey ? press('btn-redo') : press('btn-undo');
-  if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 'y') return press('btn-redo');
-  if (e.ctrlKey || e.metaKey || e.altKey) return;
-  ({a: () => press('btn-accept'), c: () => press('btn-cycle'), Escape: () => press('btn-clear'),
-    p: () => mode('positive'), n: () => mode('negative'), b: () => mode('box')}[e.key] || (() => {}))();
-});
-</script>
-"""
+BROWSER_JS = "<script>\n" + (Path(__file__).with_name("browser.js")).read_text(encoding="utf-8") + "</script>\n"
 
 CSS = """
-#canvas img { cursor: crosshair; }
+#canvas img { cursor: crosshair; image-rendering: pixelated; }
+#view-row { align-items: center; }
+.tsa-progress-slot { height: 44px; }
+#view-row button { min-width: 2.5em; max-width: 3.5em; }
 .tsa-title { margin-bottom: 0 !important; }
 footer { display: none !important; }
 """
@@ -38,7 +32,37 @@ footer { display: none !important; }
 log = logging.getLogger(__name__)
 
 HELP = ("**Click** the image to add points · **P / N / B** positive, negative, box mode · **A** accept · "
-        "**C** next candidate · **Esc** clear · **Ctrl+Z / Ctrl+Y** undo / redo")
+        "**C** next candidate · **Esc** clear · **Ctrl+Z / Ctrl+Y** undo / redo · **+ / −** zoom · **arrows** pan")
+
+ZOOM_CHOICES = ["fit", *(f"{z}x" for z in ZOOMS[1:])]
+
+
+class SessionTurns:
+    """One FIFO lock per browser session: a session's events (clicks queued while an earlier click still decodes,
+    key presses, buttons) run one at a time in the order the browser sent them; other sessions run alongside."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock(self, state: h.AppState) -> asyncio.Lock:
+        return self._locks.setdefault(id(state), asyncio.Lock())
+
+    def forget(self, state: h.AppState) -> None:
+        self._locks.pop(id(state), None)
+
+    def serial(self, fn: Callable[..., tuple]) -> Callable[..., Any]:
+        """``fn(state, *inputs)`` run in a worker thread holding its session's turn. ``functools.wraps`` keeps
+        ``fn``'s signature visible to Gradio, which fills ``gr.SelectData`` / ``gr.Progress`` parameters from it.
+
+        A generator, so that the turn is held until Gradio has sent the outputs: released when ``fn`` returns, the
+        next event's outputs could overtake these and the browser would end on a stale canvas."""
+
+        @functools.wraps(fn)
+        async def run(state: h.AppState, *args: Any) -> AsyncIterator[tuple]:
+            async with self.lock(state):  # asyncio locks wake waiters first come, first served
+                yield await anyio.to_thread.run_sync(fn, state, *args)
+
+        return run
 
 
 def available_models() -> list[str]:
@@ -48,11 +72,16 @@ def available_models() -> list[str]:
 def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None = None) -> gr.Blocks:
     """The Blocks app; launch it with :func:`launch_kwargs` (limits, head script, CSS)."""
     registry = registry or EngineRegistry(config)
+    turns = SessionTurns()
 
     def views(state: h.AppState) -> tuple:
-        image = canvas(state.session, state.box_corner) if state.session is not None else None
-        categories = list(state.session.categories) if state.session is not None else ["object"]
-        return state, image, h.objects_table(state), h.status(state), state.message, gr.update(choices=categories)
+        session = state.session
+        image = canvas(session, state.view, state.box_corner) if session is not None else None
+        categories = list(session.categories) if session is not None else ["object"]
+        view = state.view.to_json() if state.view is not None else ""
+        zoom = h.zoom_level(state)
+        return (state, image, h.objects_table(state), h.status(state), state.message, gr.update(choices=categories),
+                view, ZOOM_CHOICES[ZOOMS.index(zoom)])
 
     def user_error(state: h.AppState, exc: TinySamAnnotateError) -> tuple:
         """A user's mistake: a toast and the message line, one log line; the image stays visible and clickable
@@ -62,25 +91,43 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         state.message = f"⚠ {exc}"
         return views(state)
 
-    def action(fn: Callable[..., Any]) -> Callable[..., tuple]:
-        def run(state: h.AppState | None, *args: Any) -> tuple:
-            state = state if state is not None else h.AppState()
+    def action(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """An event handler running ``fn(state, *inputs)`` in its session's turn, then redrawing."""
+
+        @functools.wraps(fn)
+        def run(state: h.AppState, *args: Any) -> tuple:
             try:
                 fn(state, *args)
             except TinySamAnnotateError as exc:
                 return user_error(state, exc)
             return views(state)
 
-        return run
+        return turns.serial(run)
+
+    def forget(state: h.AppState) -> None:
+        turns.forget(state)
+        h.close(state)
 
     with gr.Blocks(title="tinysam-annotate", fill_width=True, analytics_enabled=False) as app:
-        state = gr.State(None, delete_callback=lambda s: h.close(s) if s is not None else None, time_to_live=6 * 3600)
+        # A fresh AppState per browser session (a callable is called per session), so concurrent first events of a
+        # session share one state and one turn lock.
+        state = gr.State(lambda: h.AppState(), delete_callback=forget, time_to_live=6 * 3600)
         gr.Markdown("## tinysam-annotate · interactive segmentation", elem_classes="tsa-title")
         gr.Markdown(HELP)
         with gr.Row():
             with gr.Column(scale=3):
                 image_view = gr.Image(label="image", type="numpy", interactive=False, format="png", elem_id="canvas",
                                       buttons=["fullscreen"], height=640)
+                with gr.Row(elem_id="view-row"):
+                    zoom = gr.Radio(ZOOM_CHOICES, value="fit", label="zoom (+ / −), centred on the last prompt",
+                                    elem_id="zoom", scale=4)
+                    pans = {name: gr.Button(arrow, elem_id=f"btn-pan-{name}", size="sm", scale=0, min_width=40)
+                            for name, arrow in (("left", "◀"), ("up", "▲"), ("down", "▼"), ("right", "▶"))}
+                # The browser sends the view it is showing with every click: a click queued behind a slow one is
+                # mapped through the canvas the user clicked on, not whatever the server drew since.
+                view_json = gr.Textbox(visible="hidden", elem_id="view")
+                # Long work draws its progress here only: the image, message line and table stay visible.
+                progress_line = gr.HTML('<div class="tsa-progress-slot"></div>', elem_id="progress", padding=False)
                 message = gr.Markdown("Upload an image or open an example.", elem_id="message")
                 status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=2, min_width=360):
@@ -133,12 +180,12 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                     backend = gr.Radio(["onnx", "torch"], value=config.backend, label="backend")
                     precision = gr.Radio(["fp32", "int8"], value=config.precision, label="precision")
 
-        # A click by coordinates, for API clients (gradio_client) and scripted use; the canvas uses .select.
+        # A click by image coordinates, for API clients (gradio_client) and scripted use; the canvas uses .select.
         click_x = gr.Number(visible=False)
         click_y = gr.Number(visible=False)
         click_api = gr.Button(visible=False)
 
-        outputs = [state, image_view, objects, status, message, category]
+        outputs = [state, image_view, objects, status, message, category, view_json, zoom]
 
         def parse_channels(text: str) -> tuple[int, ...] | None:
             text = (text or "").strip()
@@ -151,29 +198,28 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
         def open_file(state, path, chans, model_name, backend_name, precision_name, progress=gr.Progress()):
             if not path:
-                return views(state if state is not None else h.AppState())
+                return
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
-            return action(lambda s: h.open_image(s, engine, path, max_pixels=config.max_pixels,
-                                                 channels=parse_channels(chans)))(state)
+            h.open_image(state, engine, path, max_pixels=config.max_pixels, channels=parse_channels(chans))
 
         def open_named_example(state, name, model_name, backend_name, precision_name, progress=gr.Progress()):
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
-            return action(lambda s: h.open_image(s, engine, h.example_image(name), name=f"{name}.png"))(state)
+            h.open_image(state, engine, h.example_image(name), name=f"{name}.png")
 
-        def on_click(state, evt: gr.SelectData):
-            x, y = evt.index[0], evt.index[1]
-            return action(lambda s: h.click(s, x, y))(state)
+        def on_click(state, view, click_mode, evt: gr.SelectData):
+            if click_mode != state.mode:  # the mode the user saw when clicking, even if its change is still queued
+                h.set_mode(state, click_mode)
+            h.click_on_canvas(state, view, evt.index[0], evt.index[1])
 
         def on_everything(state, strategy, n, iou_t, stab_t, area, cat, progress=gr.Progress()):
             def report(done: int, total: int) -> None:
                 progress(done / max(total, 1), desc=f"everything: {done}/{total} prompts")
 
-            return action(lambda s: h.everything(s, strategy, n, iou_t, stab_t, area or 0, cat, report))(state)
+            h.everything(state, strategy, n, iou_t, stab_t, area or 0, cat, report)
 
-        def on_export(state):
-            state = state if state is not None else h.AppState()
+        def on_export(state: h.AppState) -> tuple:
             try:
                 coco, labels = h.export(state)
             except TinySamAnnotateError as exc:
@@ -183,47 +229,54 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
         def on_model(state, model_name, backend_name, precision_name, progress=gr.Progress()):
             progress(0.1, desc="loading the model and embedding the image")
-            try:
-                engine = registry.get(model_name, backend_name, precision_name)
-            except TinySamAnnotateError as exc:
-                return user_error(state if state is not None else h.AppState(), exc)
-            return action(lambda s: h.switch_engine(s, engine))(state)
+            h.switch_engine(state, registry.get(model_name, backend_name, precision_name))
+
+        # Every event of a session runs in its turn and in order; "multiple" lets the browser send a click while an
+        # earlier one is still running (Gradio's default drops it). Progress shows on one line under the image only, so
+        # the image, the message line and the table stay visible and clickable.
+        def on(trigger: Any, fn: Callable[..., Any], inputs: list, out: list | None = None, **kwargs: Any) -> None:
+            handler = action(fn) if out is None else turns.serial(fn)
+            trigger(handler, [state, *inputs], out or outputs, trigger_mode="multiple", show_progress_on=[progress_line],
+                    **kwargs)
 
         model_inputs = [model, backend, precision]
         for control in model_inputs:
-            control.change(on_model, [state, *model_inputs], outputs)
-        upload.upload(open_file, [state, upload, channels, *model_inputs], outputs, api_name="open")
-        open_example.click(open_named_example, [state, example, *model_inputs], outputs, api_name="open_example")
-        image_view.select(on_click, [state], outputs, api_visibility="private")
-        click_api.click(action(lambda s, x, y: h.click(s, x, y)), [state, click_x, click_y], outputs, api_name="click")
-        mode.change(action(lambda s, m: h.set_mode(s, m)), [state, mode], outputs, api_name="mode")
-        clean.change(action(lambda s, c: h.set_clean_masks(s, c)), [state, clean], outputs, api_name="clean_masks")
-        accept.click(action(lambda s, c: h.accept(s, c)), [state, category], outputs, api_name="accept")
-        cycle.click(action(h.cycle), [state], outputs, api_name="cycle")
-        clear.click(action(h.clear), [state], outputs, api_name="clear")
-        undo.click(action(h.undo), [state], outputs, api_name="undo")
-        redo.click(action(h.redo), [state], outputs, api_name="redo")
-        add_category.click(action(lambda s, n: h.add_category(s, n)), [state, new_category], outputs)
-        delete.click(action(lambda s, i: h.delete(s, i)), [state, object_id], outputs)
-        relabel.click(action(lambda s, i, c: h.relabel(s, i, c)), [state, object_id, category], outputs)
-        run_everything.click(on_everything, [state, ev_mode, points, iou_thresh, stab_thresh, min_area, category], outputs)
-        # Outside the queue so that it runs while everything mode holds this session's queue slot.
+            on(control.input, on_model, model_inputs)
+        on(upload.upload, open_file, [upload, channels, *model_inputs], api_name="open")
+        on(open_example.click, open_named_example, [example, *model_inputs], api_name="open_example")
+        on(image_view.select, on_click, [view_json, mode], api_visibility="private")
+        on(click_api.click, lambda s, x, y: h.click(s, x, y), [click_x, click_y], api_name="click")
+        on(mode.input, lambda s, m: h.set_mode(s, m), [mode], api_name="mode")
+        on(clean.input, lambda s, c: h.set_clean_masks(s, c), [clean], api_name="clean_masks")
+        on(zoom.input, lambda s, z: h.set_zoom(s, z), [zoom], api_name="zoom")
+        for name, (dx, dy) in {"left": (-1, 0), "up": (0, -1), "down": (0, 1), "right": (1, 0)}.items():
+            on(pans[name].click, functools.partial(h.pan_view, dx=dx, dy=dy), [])
+        on(accept.click, lambda s, c: h.accept(s, c), [category], api_name="accept")
+        on(cycle.click, h.cycle, [], api_name="cycle")
+        on(clear.click, h.clear, [], api_name="clear")
+        on(undo.click, h.undo, [], api_name="undo")
+        on(redo.click, h.redo, [], api_name="redo")
+        on(add_category.click, lambda s, n: h.add_category(s, n), [new_category])
+        on(delete.click, lambda s, i: h.delete(s, i), [object_id])
+        on(relabel.click, lambda s, i, c: h.relabel(s, i, c), [object_id, category])
+        on(run_everything.click, on_everything, [ev_mode, points, iou_thresh, stab_thresh, min_area, category])
+        on(export.click, on_export, [], [*outputs, files], api_name="export")
+        on(import_file.upload, lambda s, p: h.import_coco(s, p), [import_file])
+
+        # Outside the queue and the session's turn, so that it runs while everything mode holds both.
         def on_cancel(state):
-            if state is not None:
-                h.cancel(state)
+            h.cancel(state)
             return "cancelling..."
 
         cancel_everything.click(on_cancel, [state], [message], queue=False)
-        export.click(on_export, [state], [*outputs, files], api_name="export")
-        import_file.upload(action(lambda s, p: h.import_coco(s, p)), [state, import_file], outputs)
-    app.queue(max_size=config.queue_size, default_concurrency_limit=4)
+    app.queue(max_size=config.queue_size, default_concurrency_limit=8)
     return app
 
 
 def launch_kwargs(config: AppConfig) -> dict[str, Any]:
     """Safe defaults for a public server: upload size cap, no extra file access, no flagging, no footer links (the
     API docs link included; the API itself, /gradio_api/info and the named endpoints, stays on for gradio_client)."""
-    return dict(max_file_size=config.max_file_size, allowed_paths=[], head=SHORTCUTS_JS, css=CSS,
+    return dict(max_file_size=config.max_file_size, allowed_paths=[], head=BROWSER_JS, css=CSS,
                 footer_links=[], show_error=True, theme=gr.themes.Soft())
 
 
