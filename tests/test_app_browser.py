@@ -128,6 +128,7 @@ def test_clicks_made_while_one_is_decoding_are_all_applied_in_order(tmp_path):
             for i in range(5):  # 100 ms apart; each decode takes 300 ms
                 canvas.click(position={"x": box["width"] * (0.3 + 0.1 * i), "y": box["height"] * 0.5})
                 time.sleep(0.1)
+            page.locator("#message").get_by_text("queued…").wait_for(timeout=30_000)  # work pending is shown
             page.screenshot(path=str(tmp_path / "pending.png"), full_page=True)
             page.get_by_text("5 points, last at").wait_for(timeout=60_000)
             page.locator("body").click(position={"x": 5, "y": 5})

@@ -43,12 +43,18 @@ class SessionTurns:
 
     def __init__(self) -> None:
         self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
+
+    def queued(self, state: h.AppState) -> int:
+        """How many events of this session wait for their turn (shown to the user as work pending)."""
+        return self._waiting.get(id(state), 0)
 
     def lock(self, state: h.AppState) -> asyncio.Lock:
         return self._locks.setdefault(id(state), asyncio.Lock())
 
     def forget(self, state: h.AppState) -> None:
         self._locks.pop(id(state), None)
+        self._waiting.pop(id(state), None)
 
     def serial(self, fn: Callable[..., tuple]) -> Callable[..., Any]:
         """``fn(state, *inputs)`` run in a worker thread holding its session's turn. ``functools.wraps`` keeps
@@ -59,7 +65,10 @@ class SessionTurns:
 
         @functools.wraps(fn)
         async def run(state: h.AppState, *args: Any) -> AsyncIterator[tuple]:
+            key = id(state)
+            self._waiting[key] = self._waiting.get(key, 0) + 1
             async with self.lock(state):  # asyncio locks wake waiters first come, first served
+                self._waiting[key] -= 1
                 yield await anyio.to_thread.run_sync(fn, state, *args)
 
         return run
@@ -80,7 +89,9 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         categories = list(session.categories) if session is not None else ["object"]
         view = state.view.to_json() if state.view is not None else ""
         zoom = h.zoom_level(state)
-        return (state, image, h.objects_table(state), h.status(state), state.message, gr.update(choices=categories),
+        queued = turns.queued(state)
+        message = state.message + (f" · {queued} more action{'s' if queued > 1 else ''} queued…" if queued else "")
+        return (state, image, h.objects_table(state), h.status(state), message, gr.update(choices=categories),
                 view, ZOOM_CHOICES[ZOOMS.index(zoom)])
 
     def user_error(state: h.AppState, exc: TinySamAnnotateError) -> tuple:
