@@ -1,7 +1,7 @@
 """The 2D planes of an nD napari image layer, and the RGB view of each that the model sees.
 
 A layer's data is (..., Y, X), (..., Y, X, 3|4) for RGB layers, or carries a channel axis anywhere
-before Y. A plane is addressed by its *key*: the indexes of the leading (non-spatial, non-channel)
+before Y or last, after X. A plane is addressed by its *key*: the indexes of the leading (non-spatial, non-channel)
 axes, () for a 2D image. Labels for the layer have the data's shape without the channel / RGB axes.
 Intensities are normalised per plane for the model only; the layer data is never modified.
 """
@@ -41,9 +41,9 @@ class PlaneSource:
         if self.channel_axis is not None:
             if self.channel_axis < 0:
                 self.channel_axis += ndim
-            if not 0 <= self.channel_axis < ndim - 2:
+            if not (0 <= self.channel_axis < ndim - 2 or (self.channel_axis == ndim - 1 and ndim >= 3)):
                 raise ChannelError(f"channel axis {self.channel_axis} must be one of the leading axes 0..{ndim - 3} "
-                                   f"of the {ndim}D data (the last two are Y, X)")
+                                   f"or the last axis of the {ndim}D data (Y, X are the last two others)")
         min_ndim = 3 if self.rgb else 2
         if ndim < min_ndim:
             raise ChannelError(f"need at least a 2D image, got data of shape {self.data.shape}")
@@ -80,6 +80,8 @@ class PlaneSource:
         if self.channel_axis is None:
             plane = np.asarray(self.data[key])
             return plane if self.rgb else plane[..., None]
+        if self.channel_axis == len(self.data.shape) - 1:  # channels last: (..., Y, X, C)
+            return np.asarray(self.data[key]) if key else np.asarray(self.data)
         index: list[object] = list(key)
         index.insert(self.channel_axis, slice(None))
         plane = np.asarray(self.data[tuple(index)])  # K x H x W
@@ -107,3 +109,31 @@ def parse_channels(text: str) -> list[int] | None:
         return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError as exc:
         raise ChannelError(f"channels must be comma-separated indexes like '0' or '0, 2', got {text!r}") from exc
+
+
+def guess_channel_axis(shape: Sequence[int], rgb: bool) -> int | None:
+    """The axis of a non-RGB layer that most likely holds channels, or None: a last axis of 2-4 values after two
+    long ones (Y, X, C), else a first axis of 2-4 values in front of Y, X (C, Y, X). A 2-4 slice stack looks like
+    the second case, so the guess is shown to the user, who can set it back."""
+    if rgb or len(shape) < 3:
+        return None
+    if 2 <= shape[-1] <= 4 and min(shape[-3], shape[-2]) > 16:
+        return len(shape) - 1
+    if len(shape) == 3 and 2 <= shape[0] <= 4 and min(shape[1], shape[2]) > 16:
+        return 0
+    return None
+
+
+def inside(coords: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """N bools: which of N x D data coordinates (..., row, col) of a labels array of ``shape`` round to a pixel of it."""
+    coords = np.asarray(coords, dtype=float).reshape(-1, len(shape))
+    index = np.round(coords)
+    return np.all((index >= 0) & (index < np.asarray(shape)), axis=1)
+
+
+def is_blank(plane: np.ndarray) -> bool:
+    """Whether a plane holds no image: every finite value equal, or no finite value at all."""
+    values = np.asarray(plane)
+    if np.issubdtype(values.dtype, np.floating):
+        values = values[np.isfinite(values)]
+    return values.size == 0 or values.min() == values.max()

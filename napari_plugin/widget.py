@@ -3,8 +3,9 @@
 Layers made for an image layer ``NAME``: ``NAME labels`` (committed objects), ``NAME preview`` (the live
 mask), ``NAME points`` (clicks; green positive, red negative, ``t`` switches) and ``NAME box`` (rectangles).
 Keys: ``c`` commit, ``x`` clear prompts, ``u`` undo, ``y`` redo, ``m`` next candidate, ``t`` toggle
-negative. Slow work (model loading, embeddings, everything mode) runs in napari thread workers with
-progress and a Cancel button; errors become napari notifications.
+negative, bound on the viewer and on the image and plugin layers (napari asks the selected layer first), so
+they work whatever layer is selected. Slow work (model loading, embeddings, everything mode) runs in thread
+workers with progress and a Cancel button; a user error or a failed worker is one notification.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Labels, Points, Shapes
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 from superqt.utils import ensure_main_thread
+from superqt.utils import thread_worker as _thread_worker
 
 from tinysam_annotate.errors import TinySamAnnotateError
 from tinysam_annotate.predictor import SamPredictor
@@ -31,11 +32,19 @@ from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
 from .labels_io import export_coco, import_coco
-from .planes import PlaneSource, parse_channels
+from .planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
 
 PROGRESS_STEPS = 1000  # progress-bar steps per tile, so that one tile's prompts move the bar smoothly
 
 POSITIVE_COLOUR, NEGATIVE_COLOUR = "lime", "red"
+
+KEYS = "c commit · x clear · u undo · y redo · m next mask · t negative clicks"
+
+
+def thread_worker(work: Callable[..., Any]) -> Callable[..., Any]:
+    """superqt's worker without napari's error relay and re-raise: the widget reports a worker's error once (a
+    notification and the status line) and the process goes on (napari's re-raise aborts a scripted session)."""
+    return _thread_worker(work, ignore_errors=True)
 
 
 class TinySamWidget(Container):
@@ -59,9 +68,11 @@ class TinySamWidget(Container):
         viewer.layers.events.inserted.connect(self._refresh_images)
         viewer.layers.events.removed.connect(self._refresh_images)
         viewer.dims.events.current_step.connect(self._on_slice)
-        for key, action in {"c": self.commit, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
-                            "m": self.cycle, "t": self.toggle_negative}.items():
+        self.key_actions = {"c": self.commit, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
+                            "m": self.cycle, "t": self.toggle_negative}
+        for key, action in self.key_actions.items():
             viewer.bind_key(key, _quiet(action), overwrite=True)
+        self.image.changed.connect(self._guess_channels)
 
     # ------------------------------------------------------------------ layout
 
@@ -100,6 +111,7 @@ class TinySamWidget(Container):
         self.export_tiff_button = PushButton(text="Export TIFF")
         self.import_button = PushButton(text="Import")
         self.status = Label(value="Load a model, pick an image layer, then Start annotating.")
+        self.keys_help = Label(value=f"keys (any layer selected): {KEYS}")
 
         def row(*widgets: Any, labels: bool = False) -> Container:
             return Container(widgets=list(widgets), layout="horizontal", labels=labels)
@@ -112,9 +124,11 @@ class TinySamWidget(Container):
             self.mode, row(self.pred_iou, self.stability, labels=True), row(self.min_area, self.max_area, labels=True),
             row(self.everything_button, self.stack_button, self.cancel_button), self.progress,
             self.path, row(self.export_coco_button, self.export_tiff_button, self.import_button), self.status,
+            self.keys_help,
         ])
         self.max_width = 460  # leave the canvas most of the window
         self.status.native.setWordWrap(True)
+        self.keys_help.native.setWordWrap(True)
         self.load_button.changed.connect(lambda: self.load_model())
         self.start_button.changed.connect(self.start)
         self.negative.changed.connect(self._apply_point_mode)
@@ -140,6 +154,24 @@ class TinySamWidget(Container):
 
     def _say(self, text: str) -> None:
         self.status.value = text
+
+    def _guess_channels(self, _value: Any = None) -> None:
+        """Set the channel axis for the chosen layer (channels last or a short first axis), and say so."""
+        if not self.image.value or self.image.value not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[self.image.value]
+        shape = tuple(layer.data.shape)
+        axis = guess_channel_axis(shape, bool(layer.rgb))
+        self.channel_axis.value = -1 if axis is None else axis
+        if axis is not None:
+            self._say(f"{layer.name} {shape}: axis {axis} ({shape[axis]} values) is read as channels; set the channel "
+                      "axis to -1 to annotate it as a stack of planes instead.")
+
+    def _bind_keys(self, layer: Any) -> None:
+        """The plugin's keys on a layer, over napari's own (e.g. c = contrast limits on images, m = new label):
+        napari asks the selected layer's keymap before the viewer's."""
+        for key, action in self.key_actions.items():
+            layer.bind_key(key, lambda _layer, action=action: _quiet(action)(), overwrite=True)
 
     # ------------------------------------------------------------------ model and image
 
@@ -182,14 +214,21 @@ class TinySamWidget(Container):
             axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
             source = PlaneSource(layer.data, rgb=bool(layer.rgb), channel_axis=axis, channels=parse_channels(self.channels.value))
             self._make_layers(layer, source)
+            previous = self.annotator
+            # Start again on the same labels: its objects' undo history, prompts and scores go on with them.
+            carried = {} if previous is None or previous.labels is not self.labels_layer.data else dict(
+                history=previous.history, object_prompts=previous.object_prompts, object_scores=previous.object_scores)
             self.annotator = StackAnnotator(self.predictor, source, labels=self.labels_layer.data,
                                             tile_size=int(self.tile_size.value) or None,
-                                            cleanup=DEFAULT_CLEANUP if self.clean.value else None)
+                                            cleanup=DEFAULT_CLEANUP if self.clean.value else None, **carried)
         except (TinySamAnnotateError, ValueError, KeyError) as exc:
             show_error(str(exc))
             return
         tiles = len(self.annotator.grid)
         self._say(f"Annotating {layer.name}: {len(source.plane_keys())} plane(s), {tiles} tile(s) each.")
+        if is_blank(source.raw_plane(self.current_key())):
+            show_warning(f"{layer.name}: this plane is blank (one value everywhere, or no finite values): "
+                         "there is nothing for the model to find")
         self.embed(self.current_key())
 
     def _spatial(self, values: Any, source: PlaneSource) -> tuple[float, ...]:
@@ -199,13 +238,21 @@ class TinySamWidget(Container):
         return tuple(values)
 
     def _make_layers(self, image: Image, source: PlaneSource) -> None:
-        for layer in (self.labels_layer, self.preview_layer, self.points_layer, self.box_layer):
-            if layer is not None and layer in self.viewer.layers:
+        """The plugin's layers for ``image``; a labels layer of the same name and shape (an earlier Start) is kept
+        with its objects, never replaced by an empty one."""
+        name = f"{image.name} labels"
+        existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
+        keep = existing if isinstance(existing, Labels) and existing.data.shape == source.labels_shape else None
+        for layer in (self.labels_layer, self.preview_layer, self.points_layer, self.box_layer, existing):
+            if layer is not None and layer is not keep and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         ndim = len(source.labels_shape)
         place = {"scale": self._spatial(image.scale, source)[-ndim:], "translate": self._spatial(image.translate, source)[-ndim:]}
         self.image_layer = image
-        self.labels_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint32), name=f"{image.name} labels", **place)
+        if keep is not None and not np.issubdtype(keep.data.dtype, np.integer):
+            keep = None
+        self.labels_layer = keep if keep is not None else self.viewer.add_labels(
+            np.zeros(source.labels_shape, np.uint32), name=name, **place)
         self.preview_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint8), name=f"{image.name} preview",
                                                     opacity=0.6, **place)
         self.box_layer = self.viewer.add_shapes(ndim=ndim, name=f"{image.name} box", shape_type="rectangle",
@@ -214,9 +261,11 @@ class TinySamWidget(Container):
                                                    feature_defaults={"positive": True}, face_color=POSITIVE_COLOUR,
                                                    size=max(4, min(source.plane_shape) // 60), **place)
         self.points_layer.mode = "add"
+        self.box_layer.mode = "add_rectangle"
+        for layer in (image, self.labels_layer, self.preview_layer, self.points_layer, self.box_layer):
+            self._bind_keys(layer)
         self.points_layer.events.data.connect(self._on_prompts)
         self.box_layer.events.data.connect(self._on_prompts)
-        self.points_layer.bind_key("t", lambda _layer: self.toggle_negative(), overwrite=True)
         self._apply_point_mode()
 
     def current_key(self) -> tuple[int, ...]:
@@ -287,6 +336,7 @@ class TinySamWidget(Container):
             self._pending_prompts = True
             self._say("Working... your prompt is applied when the current task ends.")
             return
+        self._drop_prompts_outside()
         try:
             prompts = self.current_prompts()
             if prompts is None:
@@ -301,6 +351,27 @@ class TinySamWidget(Container):
             self._show(self.annotator.update(prompts))
         except (TinySamAnnotateError, IndexError) as exc:
             show_error(str(exc))
+
+    def _drop_prompts_outside(self) -> None:
+        """Remove clicks (and boxes with no corner) outside the image from their layers, and say so: a kept click
+        outside would make every later prompt fail."""
+        shape = self.labels_layer.data.shape
+        points = self._layer_to_labels(self.points_layer, self.points_layer.data)
+        keep_points = inside(points, shape) if len(points) else np.zeros(0, bool)
+        boxes = [self._layer_to_labels(self.box_layer, np.asarray(corners)) for corners in self.box_layer.data]
+        keep_boxes = [bool(inside(corners, shape).any()) for corners in boxes]
+        if keep_points.all() and all(keep_boxes):
+            return
+        with self.points_layer.events.data.blocker(), self.box_layer.events.data.blocker():
+            if not keep_points.all():
+                self.points_layer.selected_data = set(np.flatnonzero(~keep_points).tolist())
+                self.points_layer.remove_selected()
+            if not all(keep_boxes):
+                self.box_layer.selected_data = {i for i, keep in enumerate(keep_boxes) if not keep}
+                self.box_layer.remove_selected()
+        height, width = shape[-2:]
+        show_error(f"a click outside the image ({width} x {height} pixels"
+                   + (f", {' x '.join(map(str, shape[:-2]))} planes" if len(shape) > 2 else "") + ") was not kept")
 
     def _show(self, preview: PlanePreview | None) -> None:
         """Draw the preview mask into its plane of the preview layer (clearing the previous one)."""
@@ -457,8 +528,11 @@ class TinySamWidget(Container):
 
     def export(self, path: Path, kind: str) -> Path:
         annotator = self._require()
+        if not str(path).strip() or Path(path).is_dir():
+            raise SessionError(f"choose a file to export to first (the file box: a .json for COCO, a .tif for labels; "
+                               f"{str(path) or 'nothing'} is not a file)")
         if kind == "coco":
-            out = export_coco(path, annotator.labels, self.image_layer.name, annotator.object_prompts,
+            out = export_coco(path, annotator.labels, self.source_file_name(), annotator.object_prompts,
                               scores=annotator.object_scores)
         else:
             from tinysam_annotate.io.labels import write_label_image
@@ -466,6 +540,12 @@ class TinySamWidget(Container):
             out = write_label_image(path, annotator.labels)
         self._say(f"Wrote {out}.")
         return out
+
+    def source_file_name(self) -> str:
+        """The image's file name for COCO ``file_name``: the layer's source file (with its extension) when napari
+        read it from one, else the layer name."""
+        source = getattr(getattr(self.image_layer, "source", None), "path", None)
+        return Path(source).name if source else self.image_layer.name
 
     def import_file(self, path: Path) -> None:
         """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""

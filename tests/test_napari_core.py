@@ -7,7 +7,7 @@ import pytest
 from tinysam_napari.annotator import Prompts, StackAnnotator, points_in_plane
 from tinysam_napari.history import History
 from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
-from tinysam_napari.planes import PlaneSource, parse_channels
+from tinysam_napari.planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
 from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
 
 from tinysam_annotate.amg import SamAutomaticMaskGenerator
@@ -110,12 +110,29 @@ def test_planes_of_a_channel_stack_and_an_rgb_image(rng):
     with pytest.raises(ChannelError, match="choose one"):
         PlaneSource(data, channel_axis=1).model_view((0,))
     with pytest.raises(ChannelError, match="leading axes"):
-        PlaneSource(data, channel_axis=3)
+        PlaneSource(data, channel_axis=2)  # Y cannot hold channels
+    last = PlaneSource(np.moveaxis(data, 1, -1), channel_axis=-1, channels=[0, 2])  # Z, Y, X, C
+    assert last.labels_shape == (2, 30, 40) and np.array_equal(last.model_view((1,)), view)
     with pytest.raises(IndexError, match="outside the stack"):
         source.model_view((5,))
     assert parse_channels(" 0, 2 ") == [0, 2] and parse_channels("") is None
     with pytest.raises(ChannelError, match="comma-separated"):
         parse_channels("red")
+
+
+@pytest.mark.parametrize(("shape", "rgb", "axis"), [((512, 512, 2), False, 2), ((2, 512, 512), False, 0),
+                                                    ((3, 512, 512), True, None), ((40, 512, 512), False, None),
+                                                    ((5, 3, 64, 64), False, None), ((5, 64, 64, 3), False, 3),
+                                                    ((512, 512), False, None)])
+def test_the_channel_axis_is_guessed_from_the_shape(shape, rgb, axis):
+    assert guess_channel_axis(shape, rgb) == axis
+
+
+def test_blank_planes_and_clicks_outside_are_recognised():
+    assert is_blank(np.zeros((8, 8))) and is_blank(np.full((8, 8), np.nan)) and not is_blank(np.eye(8))
+    assert not is_blank(np.array([[1.0, np.nan], [2.0, np.inf]])) and is_blank(np.array([[3.0, np.nan], [3.0, np.inf]]))
+    assert inside(np.array([[0, 0], [119.4, 159.4], [-0.6, 5], [5, 160]]), (120, 160)).tolist() == [True, True, False, False]
+    assert inside(np.array([[2, 5, 5], [3, 5, 5]]), (3, 120, 160)).tolist() == [True, False]
 
 
 def test_points_in_plane_flips_row_col_to_x_y_once():

@@ -39,9 +39,11 @@ def wait_idle(widget, qtbot):
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
 
 
-def start(widget, qtbot, data, **layer_kwargs):
+def start(widget, qtbot, data, channel_axis=None, **layer_kwargs):
     layer = widget.viewer.add_image(data, name="cells", **layer_kwargs)
     widget.image.value = layer.name
+    if channel_axis is not None:  # over the widget's guess (a 2-4 slice stack looks like channels)
+        widget.channel_axis.value = channel_axis
     widget.start()
     wait_idle(widget, qtbot)
     return layer
@@ -101,7 +103,7 @@ def test_box_prompt(widget, qtbot, rng):
 
 
 def test_stack_annotates_slice_two_without_touching_slice_one(widget, qtbot, rng):
-    start(widget, qtbot, blobs(rng, (3, 120, 160)))
+    start(widget, qtbot, blobs(rng, (3, 120, 160)), channel_axis=-1)
     widget.viewer.dims.set_current_step(0, 2)
     assert widget.current_key() == (2,)
     click(widget, (2, 50, 60), qtbot)
@@ -130,7 +132,7 @@ def test_channels_of_a_multichannel_layer(widget, qtbot, rng):
 
 
 def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng, tmp_path):
-    start(widget, qtbot, blobs(rng, (2, 120, 160)))
+    start(widget, qtbot, blobs(rng, (2, 120, 160)), channel_axis=-1)
     widget.pred_iou.value, widget.stability.value, widget.mode.value = 0.0, 0.0, "grid"
     widget.min_area.value = 20
     widget.segment_everything(all_slices=True)
@@ -272,3 +274,112 @@ def test_tiled_large_image_merges_an_object_across_tile_borders(widget, qtbot, m
     bar = labels[300:360, 200:600]
     assert bar.min() > 0 and len(np.unique(bar)) == 1  # one label across the tile borders
     assert len(np.unique(labels)) == 3
+
+
+def test_a_click_outside_the_image_is_refused_and_not_kept(widget, qtbot, rng, monkeypatch):
+    shown = []
+    monkeypatch.setattr("tinysam_napari.widget.show_error", shown.append)
+    start(widget, qtbot, blobs(rng))
+    click(widget, (50, 400), qtbot)  # x = 400 on a 160 px wide image
+    assert shown and "outside the image (160 x 120 pixels)" in shown[-1] and "not kept" in shown[-1]
+    assert len(widget.points_layer.data) == 0
+    click(widget, (50, 60), qtbot)  # the next valid click works
+    assert widget.preview_layer.data.any() and len(shown) == 1
+
+
+def test_restarting_on_a_layer_keeps_its_objects(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng))
+    click(widget, (50, 60), qtbot)
+    widget.commit()
+    before = widget.labels_layer.data.copy()
+    widget.start()
+    wait_idle(widget, qtbot)
+    assert np.array_equal(widget.labels_layer.data, before) and before.any()
+    assert [layer.name for layer in widget.viewer.layers].count("cells labels") == 1
+    assert widget.annotator.object_prompts[1].points == ((60.0, 50.0),)  # its prompt goes on too
+    widget.undo()  # and its history
+    assert not widget.labels_layer.data.any()
+
+
+def test_keys_work_whatever_layer_is_selected_and_the_box_layer_draws_rectangles(widget, qtbot, rng):
+    start(widget, qtbot, blobs(rng))
+    assert widget.box_layer.mode == "add_rectangle"
+    click(widget, (50, 60), qtbot)
+    for layer in (widget.viewer.layers["cells"], widget.labels_layer, widget.box_layer):
+        widget.viewer.layers.selection.active = layer
+        bound = layer.keymap  # napari asks the active layer's keymap first
+        assert any(str(k).lower() == "c" for k in bound), f"c not bound on {layer.name}"
+    widget.viewer.layers.selection.active = widget.viewer.layers["cells"]
+    keymap = {str(k).lower(): v for k, v in widget.viewer.layers["cells"].keymap.items()}
+    keymap["c"](widget.viewer.layers["cells"])  # what napari calls for c on the image layer
+    assert (widget.labels_layer.data == 1).any()  # committed, not napari's contrast action
+    assert "c commit" in widget.keys_help.value
+
+
+def test_channel_last_and_blank_images_are_recognised(widget, qtbot, rng, monkeypatch):
+    warned = []
+    monkeypatch.setattr("tinysam_napari.widget.show_warning", warned.append)
+    yxc = np.stack([blobs(rng), blobs(rng)], axis=-1)  # Y, X, C
+    layer = widget.viewer.add_image(yxc, name="two channels")
+    widget.image.value = layer.name
+    assert widget.channel_axis.value == 2 and "axis 2 (2 values) is read as channels" in widget.status.value
+    widget.start()
+    wait_idle(widget, qtbot)
+    assert widget.labels_layer.data.shape == (120, 160) and not warned
+    blank = widget.viewer.add_image(np.zeros((120, 160), np.uint16), name="blank")
+    widget.image.value = blank.name
+    widget.start()
+    wait_idle(widget, qtbot)
+    assert warned and "blank" in warned[-1]
+
+
+def test_export_asks_for_a_file_writes_readable_files_and_names_the_source(widget, qtbot, rng, tmp_path, monkeypatch):
+    import json
+    import os
+
+    import tifffile
+
+    shown = []
+    monkeypatch.setattr("tinysam_napari.widget.show_error", shown.append)
+    tifffile.imwrite(tmp_path / "cells.tif", blobs(rng))
+    layer = widget.viewer.open(str(tmp_path / "cells.tif"), plugin="napari")[0]
+    widget.image.value = layer.name
+    widget.start()
+    wait_idle(widget, qtbot)
+    click(widget, (50, 60), qtbot)
+    widget.commit()
+    widget.path.value = ""
+    widget.export_coco_button.changed.emit(True)
+    assert shown and "choose a file to export to" in shown[-1]
+    out = widget.export(tmp_path / "out.json", "coco")
+    labels = widget.export(tmp_path / "out.tif", "tiff")
+    for path in (out, labels):
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+    assert json.loads(out.read_text())["images"][0]["file_name"] == "cells.tif"
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failing_worker_is_reported_once_and_the_session_goes_on(widget, qtbot, rng, monkeypatch):
+    shown = []
+    monkeypatch.setattr("tinysam_napari.widget.show_error", shown.append)
+    start(widget, qtbot, blobs(rng, (5, 120, 160)))
+
+    def broken(*_args, **_kwargs):
+        raise OSError("disk on fire")
+        yield  # a generator, as iter_embed is
+
+    monkeypatch.setattr(widget.annotator, "iter_embed", broken)
+    widget.embed((3,))
+    wait_idle(widget, qtbot)
+    qtbot.wait(50)
+    assert len([m for m in shown if "disk on fire" in m]) == 1 and "Failed" in widget.status.value
+    monkeypatch.undo()
+    click(widget, (0, 50, 60), qtbot)
+    assert widget.preview_layer.data[0].any()
