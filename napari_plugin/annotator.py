@@ -148,9 +148,10 @@ class StackAnnotator:
             self.predictor.set_image(found.image)
         return found
 
-    def iter_embed(self, key: PlaneKey, should_stop: Callable[[], bool] | None = None) -> Iterator[tuple[int, int]]:
-        """Compute (or load) the embeddings of every tile of one plane; yields (tiles done, tiles)."""
-        tiles = self.grid.boxes
+    def iter_embed(self, key: PlaneKey, should_stop: Callable[[], bool] | None = None,
+                   tiles: Sequence[Box] | None = None) -> Iterator[tuple[int, int]]:
+        """Compute (or load) the embeddings of ``tiles`` of one plane (default: all); yields (tiles done, tiles)."""
+        tiles = list(self.grid.boxes if tiles is None else tiles)
         for done, tile in enumerate(tiles):
             if should_stop is not None and should_stop():
                 return

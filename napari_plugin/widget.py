@@ -38,6 +38,8 @@ PROGRESS_STEPS = 1000  # progress-bar steps per tile, so that one tile's prompts
 
 POSITIVE_COLOUR, NEGATIVE_COLOUR = "lime", "red"
 
+MARKER_SCREEN_PIXELS = (8, 16)  # click markers stay this size on screen at any zoom (not 133 px discs on 8000 px)
+
 KEYS = "c commit · x clear · u undo · y redo · m next mask · t negative clicks"
 
 
@@ -229,6 +231,10 @@ class TinySamWidget(Container):
         if is_blank(source.raw_plane(self.current_key())):
             show_warning(f"{layer.name}: this plane is blank (one value everywhere, or no finite values): "
                          "there is nothing for the model to find")
+        if self.annotator.tiled:  # embedding every tile up front takes seconds per tile: a click embeds its own
+            self._say(f"Annotating {layer.name}: a large plane in {tiles} tiles; each tile is embedded when you "
+                      "first click in it.")
+            return
         self.embed(self.current_key())
 
     def _spatial(self, values: Any, source: PlaneSource) -> tuple[float, ...]:
@@ -259,7 +265,8 @@ class TinySamWidget(Container):
                                                 edge_color="yellow", face_color="transparent", edge_width=2, **place)
         self.points_layer = self.viewer.add_points(ndim=ndim, name=f"{image.name} points", features={"positive": np.zeros(0, bool)},
                                                    feature_defaults={"positive": True}, face_color=POSITIVE_COLOUR,
-                                                   size=max(4, min(source.plane_shape) // 60), **place)
+                                                   size=max(4, min(source.plane_shape) // 60),
+                                                   canvas_size_limits=MARKER_SCREEN_PIXELS, **place)
         self.points_layer.mode = "add"
         self.box_layer.mode = "add_rectangle"
         for layer in (image, self.labels_layer, self.preview_layer, self.points_layer, self.box_layer):
@@ -346,7 +353,7 @@ class TinySamWidget(Container):
             self.annotator.source.check_key(prompts.key)
             tile = self.annotator.tile_for(prompts)
             if self.annotator.needs_embedding(prompts.key, tile):
-                self.embed(prompts.key, then=self._on_prompts)
+                self.embed(prompts.key, then=self._on_prompts, tiles=[tile])  # only the tile this prompt needs
                 return
             self._show(self.annotator.update(prompts))
         except (TinySamAnnotateError, IndexError) as exc:
@@ -477,19 +484,25 @@ class TinySamWidget(Container):
         self._cancel.set()
         self._say("Cancelling...")
 
-    def embed(self, key: tuple[int, ...], then: Callable[[], None] | None = None) -> Any:
-        """Compute the embeddings of one plane in a worker (cached: revisiting a plane is instant)."""
+    def embed(self, key: tuple[int, ...], then: Callable[[], None] | None = None, tiles: list | None = None) -> Any:
+        """Compute the embeddings of one plane, or of some of its tiles, in a worker (cached: revisiting is
+        instant); ``then`` runs once they are ready, not after a Cancel."""
         annotator = self._require()
+        what = f"plane {key or ''}".strip() if tiles is None else \
+            f"{len(tiles)} of the {len(annotator.grid)} tiles of plane {key or ''}".strip()
 
         def work():
-            yield from annotator.iter_embed(key, should_stop=self._cancel.is_set)
+            yield from annotator.iter_embed(key, should_stop=self._cancel.is_set, tiles=tiles)
 
         def done(_result: Any = None) -> None:
-            self._say(f"Plane {key or ''} ready: click to add points, draw a box, press c to commit.")
-            if then is not None and not self._cancel.is_set():
+            if self._cancel.is_set():
+                self._say(f"Cancelled: {what} is not embedded yet; a click there embeds what it needs.")
+                return
+            self._say(f"{what[0].upper()}{what[1:]} ready: click to add points, draw a box, press c to commit.")
+            if then is not None:
                 then()
 
-        return self._run(thread_worker(work)(), f"Computing the embedding of plane {key or ''}...", done)
+        return self._run(thread_worker(work)(), f"Computing the embedding of {what}...", done)
 
     def segment_everything(self, all_slices: bool = False) -> Any:
         """Everything mode into the labels layer (this slice or every slice), with area filters; cancellable."""

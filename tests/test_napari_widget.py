@@ -383,3 +383,23 @@ def test_a_failing_worker_is_reported_once_and_the_session_goes_on(widget, qtbot
     monkeypatch.undo()
     click(widget, (0, 50, 60), qtbot)
     assert widget.preview_layer.data[0].any()
+
+
+def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, qtbot, rng, monkeypatch):
+    encodes = []
+    backend = widget.predictor.backend
+    real_encode = backend.encode
+    monkeypatch.setattr(backend, "encode", lambda image: (encodes.append(image.shape), real_encode(image))[1])
+    data = (rng.random((700, 1000)) * 60).astype(np.uint8)
+    data[300:360, 200:600] = 255
+    widget.tile_size.value = 256
+    start(widget, qtbot, data)
+    assert widget.annotator.tiled and encodes == [] and "embedded when you first click" in widget.status.value
+    click(widget, (320, 700), qtbot)
+    assert len(encodes) == 1 and widget.preview_layer.data.any()  # one tile of many
+    assert widget.points_layer.canvas_size_limits == (8, 16)  # markers sized on screen, not in image pixels
+    widget.embed(())  # every tile, then Cancel
+    widget.cancel()
+    wait_idle(widget, qtbot)
+    assert widget.status.value.startswith("Cancelled") and "ready" not in widget.status.value
+    assert len(encodes) < len(widget.annotator.grid)
