@@ -31,6 +31,7 @@ from tinysam_annotate.service import default_engine
 from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 
 from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
+from .autosave import autosave_dir, autosave_info, autosave_path
 from .labels_io import export_coco, import_coco
 from .planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
 
@@ -66,6 +67,8 @@ class TinySamWidget(Container):
         self._cancel = threading.Event()
         self._shown: PlanePreview | None = None
         self._pending_prompts = False
+        self.autosave_folder: Path | None = None  # None: autosave_dir(); tests point it elsewhere
+        self._offered_autosave: Path | None = None  # an earlier autosave offered at Start and not restored
         self._build()
         viewer.layers.events.inserted.connect(self._refresh_images)
         viewer.layers.events.removed.connect(self._refresh_images)
@@ -112,6 +115,7 @@ class TinySamWidget(Container):
         self.export_coco_button = PushButton(text="Export COCO")
         self.export_tiff_button = PushButton(text="Export TIFF")
         self.import_button = PushButton(text="Import")
+        self.restore_button = PushButton(text="Restore autosave", enabled=False)
         self.status = Label(value="Load a model, pick an image layer, then Start annotating.")
         self.keys_help = Label(value=f"keys (any layer selected): {KEYS}")
 
@@ -125,7 +129,8 @@ class TinySamWidget(Container):
             row(self.undo_button, self.redo_button),
             self.mode, row(self.pred_iou, self.stability, labels=True), row(self.min_area, self.max_area, labels=True),
             row(self.everything_button, self.stack_button, self.cancel_button), self.progress,
-            self.path, row(self.export_coco_button, self.export_tiff_button, self.import_button), self.status,
+            self.path, row(self.export_coco_button, self.export_tiff_button, self.import_button),
+            self.restore_button, self.status,
             self.keys_help,
         ])
         self.max_width = 460  # leave the canvas most of the window
@@ -146,6 +151,7 @@ class TinySamWidget(Container):
         self.export_coco_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "coco")))
         self.export_tiff_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "tiff")))
         self.import_button.changed.connect(_quiet(lambda: self.import_file(Path(self.path.value))))
+        self.restore_button.changed.connect(_quiet(self.restore_autosave))
 
     def _image_names(self, _widget: Any = None) -> list[str]:
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
@@ -231,6 +237,7 @@ class TinySamWidget(Container):
         if is_blank(source.raw_plane(self.current_key())):
             show_warning(f"{layer.name}: this plane is blank (one value everywhere, or no finite values): "
                          "there is nothing for the model to find")
+        self._offer_autosave()
         if self.annotator.tiled:  # embedding every tile up front takes seconds per tile: a click embeds its own
             self._say(f"Annotating {layer.name}: a large plane in {tiles} tiles; each tile is embedded when you "
                       "first click in it.")
@@ -409,6 +416,7 @@ class TinySamWidget(Container):
         self._clear_prompt_layers()
         self.labels_layer.refresh()
         self._say(f"Committed object {object_id}.")
+        self.autosave()
         return object_id
 
     def cycle(self) -> None:
@@ -427,10 +435,58 @@ class TinySamWidget(Container):
     def undo(self) -> None:
         self._require().undo()
         self.labels_layer.refresh()
+        self.autosave()
 
     def redo(self) -> None:
         self._require().redo()
         self.labels_layer.refresh()
+        self.autosave()
+
+    # ------------------------------------------------------------------ autosave
+
+    def autosave_file(self) -> Path:
+        """This image's autosave (:func:`.autosave.autosave_path`)."""
+        source = getattr(getattr(self.image_layer, "source", None), "path", None)
+        return autosave_path(self.autosave_folder or autosave_dir(), self.image_layer.name,
+                             tuple(self.labels_layer.data.shape), source)
+
+    def _offer_autosave(self) -> None:
+        """At Start: an autosave with objects for this image, and labels still empty, is offered for restoring."""
+        info = autosave_info(self.autosave_file())
+        offer = info is not None and not self.labels_layer.data.any()
+        self._offered_autosave = info.path if offer else None
+        self.restore_button.enabled = offer
+        if offer:
+            self.restore_button.tooltip = f"{info.describe()} for {self.image_layer.name}: press Restore autosave to load it."
+            self._say(self.restore_button.tooltip)
+
+    def autosave(self) -> None:
+        """Write the labels and objects to this image's autosave (atomically). An offered autosave that was not
+        restored is kept beside it (``.previous.json``) rather than overwritten."""
+        if self.annotator is None:
+            return
+        path = self.autosave_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self._offered_autosave is not None and self._offered_autosave.exists():
+                self._offered_autosave.replace(self._offered_autosave.with_suffix(".previous.json"))
+            self._offered_autosave = None
+            self.restore_button.enabled = False
+            export_coco(path, self.annotator.labels, self.source_file_name(), self.annotator.object_prompts,
+                        scores=self.annotator.object_scores)
+        except (OSError, TinySamAnnotateError) as exc:
+            self._say(f"Autosave to {path} failed: {exc}")
+
+    def restore_autosave(self) -> None:
+        """Add the offered autosave's objects to the labels as one undo step."""
+        annotator = self._require()
+        path = self._offered_autosave or self.autosave_file()
+        labels, prompts = import_coco(path)
+        count = annotator.add_labels(labels, prompts)
+        self._offered_autosave = None
+        self.restore_button.enabled = False
+        self.labels_layer.refresh()
+        self._say(f"Restored {count} objects from the autosave.")
 
     # ------------------------------------------------------------------ long work
 
@@ -498,7 +554,8 @@ class TinySamWidget(Container):
             if self._cancel.is_set():
                 self._say(f"Cancelled: {what} is not embedded yet; a click there embeds what it needs.")
                 return
-            self._say(f"{what[0].upper()}{what[1:]} ready: click to add points, draw a box, press c to commit.")
+            offer = f" {self.restore_button.tooltip}" if self.restore_button.enabled else ""
+            self._say(f"{what[0].upper()}{what[1:]} ready: click to add points, draw a box, press c to commit.{offer}")
             if then is not None:
                 then()
 
@@ -534,6 +591,7 @@ class TinySamWidget(Container):
             count = sum(len(v) for v in found.values())
             self._say(f"Everything mode: {count} objects on {len(found)} plane(s)"
                       + (" (cancelled)" if self._cancel.is_set() else "") + ".")
+            self.autosave()
 
         return self._run(thread_worker(work)(), f"Segmenting everything on {len(keys)} plane(s)...", done)
 
@@ -573,6 +631,7 @@ class TinySamWidget(Container):
         count = annotator.add_labels(labels, prompts)
         self.labels_layer.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
+        self.autosave()
 
 
 @contextmanager

@@ -25,9 +25,10 @@ MANIFEST = Path(__file__).resolve().parents[1] / "napari_plugin" / "napari.yaml"
 
 
 @pytest.fixture
-def widget(make_napari_viewer, tiny_backend, qtbot):
+def widget(make_napari_viewer, tiny_backend, qtbot, tmp_path):
     viewer = make_napari_viewer()
     w = TinySamWidget(viewer, predictor=SamPredictor(tiny_backend))
+    w.autosave_folder = tmp_path / "autosave"  # not the user's
     viewer.window.add_dock_widget(w, name="TinySAM")
     yield w
     w.cancel()
@@ -403,3 +404,42 @@ def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, 
     wait_idle(widget, qtbot)
     assert widget.status.value.startswith("Cancelled") and "ready" not in widget.status.value
     assert len(encodes) < len(widget.annotator.grid)
+
+
+def test_work_is_autosaved_and_offered_back_after_a_restart(widget, make_napari_viewer, tiny_backend, qtbot, rng):
+    data = blobs(rng)
+    start(widget, qtbot, data)
+    assert not widget.restore_button.enabled  # nothing saved yet
+    click(widget, (50, 60), qtbot)
+    widget.commit()
+    saved = widget.autosave_file()
+    assert saved.exists() and saved.parent == widget.autosave_folder
+    before = widget.labels_layer.data.copy()
+
+    # napari closed without exporting; a new viewer opens the same image
+    other = TinySamWidget(make_napari_viewer(), predictor=SamPredictor(tiny_backend))
+    other.autosave_folder = widget.autosave_folder
+    start(other, qtbot, data)
+    assert other.restore_button.enabled and "1 object autosaved" in other.status.value
+    other.restore_autosave()
+    assert np.array_equal(other.labels_layer.data, before) and not other.restore_button.enabled
+    assert other.annotator.object_prompts[1].points == ((60.0, 50.0),)
+    other.undo()  # restoring is one undo step
+    assert not other.labels_layer.data.any()
+
+
+def test_an_autosave_not_restored_is_kept_aside_not_overwritten(widget, make_napari_viewer, tiny_backend, qtbot, rng):
+    data = blobs(rng)
+    start(widget, qtbot, data)
+    click(widget, (50, 60), qtbot)
+    widget.commit()
+    other = TinySamWidget(make_napari_viewer(), predictor=SamPredictor(tiny_backend))
+    other.autosave_folder = widget.autosave_folder
+    start(other, qtbot, data)
+    click(other, (100, 20), qtbot)
+    other.commit()  # new work without restoring: the old autosave moves aside
+    previous = other.autosave_file().with_suffix(".previous.json")
+    assert previous.exists() and other.autosave_file().exists()
+    from tinysam_napari.labels_io import import_coco
+
+    assert np.array_equal(import_coco(previous)[0] > 0, widget.labels_layer.data > 0)
