@@ -26,6 +26,7 @@ from tinysam_annotate.session import DEFAULT_CLEANUP, AnnotationSession, Preview
 
 from .history import History
 from .planes import PlaneKey, PlaneSource
+from .propagate import DEFAULT_LIMITS, PropagationLimits, follow_object
 from .tiles import Box, TileGrid, filter_areas, paste_merged
 
 GeneratorFactory = Callable[[SamPredictor], Any]
@@ -242,6 +243,44 @@ class StackAnnotator:
         self.object_scores[object_id] = current.preview.score
         self.clear_prompts()
         return object_id
+
+    def commit_in_3d(self, limits: PropagationLimits = DEFAULT_LIMITS,
+                     should_stop: Callable[[], bool] | None = None) -> tuple[int, list[PlaneKey]]:
+        """Commit the preview and follow its object through the neighbouring planes of the stack's last leading
+        axis (:func:`.propagate.follow_object`), writing one new id on every plane it reaches (unlabelled pixels
+        only) as one undo step. Returns the id and the planes it was written on. Embeds planes it visits."""
+        if self.current is None:
+            raise SessionError("nothing to commit: add a point or a box first")
+        current = self.current
+        if not current.key:
+            raise SessionError("3D needs a stack: this image has one plane")
+        if self.tiled:
+            raise SessionError("3D objects need untiled planes: set the tile size to 0 or use smaller planes")
+        plane = self._plane(current.key)
+        start = current.mask & (plane == 0)
+        if not start.any():
+            raise SessionError("the preview adds no unlabelled pixels; add a point or pick another candidate")
+        tile = self.grid.boxes[0]
+
+        def segment(key: PlaneKey, box: tuple[float, float, float, float], point: tuple[float, float]):
+            session = self.session(key, tile)
+            session.clear_prompts()
+            session.set_box(*box)
+            preview = session.add_point(*point, positive=True)
+            mask, score = preview.mask.copy(), preview.score
+            session.clear_prompts()
+            return mask & (self._plane(key) == 0), score
+
+        masks = follow_object(current.key, start, self.labels.shape[len(current.key) - 1], segment, limits, should_stop)
+        object_id = self.next_id()
+        with self.history.recording(self.labels) as rec:
+            for key, mask in masks.items():
+                rec.before(key, None)
+                self._plane(key)[mask] = object_id
+        self.object_prompts[object_id] = _prompt_record(current.prompts)
+        self.object_scores[object_id] = current.preview.score
+        self.clear_prompts()
+        return object_id, sorted(masks)
 
     def add_labels(self, labels: np.ndarray, prompts: dict[int, PromptRecord] | None = None) -> int:
         """Add the objects of a labels array of the same shape as one undo step (ids shifted past ours).

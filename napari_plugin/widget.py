@@ -2,10 +2,11 @@
 
 Layers made for an image layer ``NAME``: ``NAME labels`` (committed objects), ``NAME preview`` (the live
 mask), ``NAME points`` (clicks; green positive, red negative, ``t`` switches) and ``NAME box`` (rectangles).
-Keys: ``c`` commit, ``x`` clear prompts, ``u`` undo, ``y`` redo, ``m`` next candidate, ``t`` toggle
-negative, bound on the viewer and on the image and plugin layers (napari asks the selected layer first), so
-they work whatever layer is selected. Slow work (model loading, embeddings, everything mode) runs in thread
-workers with progress and a Cancel button; a user error or a failed worker is one notification.
+Keys: ``c`` commit, ``Shift-C`` commit in 3D (one id through the stack), ``x`` clear prompts, ``u`` undo,
+``y`` redo, ``m`` next candidate, ``t`` toggle negative, bound on the viewer and on the image and plugin layers
+(napari asks the selected layer first), so they work whatever layer is selected. Slow work (model loading,
+embeddings, everything mode, 3D commits) runs in thread workers with progress and a Cancel button; a user error
+or a failed worker is one notification.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory
 from .autosave import autosave_dir, autosave_info, autosave_path
 from .labels_io import export_coco, import_coco
 from .planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
+from .propagate import DEFAULT_LIMITS
 
 PROGRESS_STEPS = 1000  # progress-bar steps per tile, so that one tile's prompts move the bar smoothly
 
@@ -41,7 +43,7 @@ POSITIVE_COLOUR, NEGATIVE_COLOUR = "lime", "red"
 
 MARKER_SCREEN_PIXELS = (8, 16)  # click markers stay this size on screen at any zoom (not 133 px discs on 8000 px)
 
-KEYS = "c commit · x clear · u undo · y redo · m next mask · t negative clicks"
+KEYS = "c commit · Shift-C commit in 3D · x clear · u undo · y redo · m next mask · t negative clicks"
 
 
 def thread_worker(work: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,11 +71,12 @@ class TinySamWidget(Container):
         self._pending_prompts = False
         self.autosave_folder: Path | None = None  # None: autosave_dir(); tests point it elsewhere
         self._offered_autosave: Path | None = None  # an earlier autosave offered at Start and not restored
+        self.propagation_limits = DEFAULT_LIMITS  # when Commit in 3D stops following an object
         self._build()
         viewer.layers.events.inserted.connect(self._refresh_images)
         viewer.layers.events.removed.connect(self._refresh_images)
         viewer.dims.events.current_step.connect(self._on_slice)
-        self.key_actions = {"c": self.commit, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
+        self.key_actions = {"c": self.commit, "Shift-C": self.commit_in_3d, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
                             "m": self.cycle, "t": self.toggle_negative}
         for key, action in self.key_actions.items():
             viewer.bind_key(key, _quiet(action), overwrite=True)
@@ -97,6 +100,8 @@ class TinySamWidget(Container):
         self.negative = CheckBox(text="negative clicks [t]", value=False)
         self.clean = CheckBox(text="clean masks (keep the parts you pointed at, fill small holes)", value=True)
         self.commit_button = PushButton(text="Commit [c]")
+        self.commit_3d_button = PushButton(text="Commit in 3D [C]",
+                                           tooltip="commit, then follow the object through the neighbouring slices")
         self.cycle_button = PushButton(text="Next mask [m]")
         self.clear_button = PushButton(text="Clear [x]")
         self.undo_button = PushButton(text="Undo [u]")
@@ -125,7 +130,8 @@ class TinySamWidget(Container):
         self.extend([
             self.model, self.backend, self.precision, self.load_button,
             self.image, row(self.channel_axis, self.channels, labels=True), self.tile_size, self.start_button,
-            self.negative, self.clean, row(self.commit_button, self.cycle_button, self.clear_button),
+            self.negative, self.clean, row(self.commit_button, self.commit_3d_button),
+            row(self.cycle_button, self.clear_button),
             row(self.undo_button, self.redo_button),
             self.mode, row(self.pred_iou, self.stability, labels=True), row(self.min_area, self.max_area, labels=True),
             row(self.everything_button, self.stack_button, self.cancel_button), self.progress,
@@ -141,6 +147,7 @@ class TinySamWidget(Container):
         self.negative.changed.connect(self._apply_point_mode)
         self.clean.changed.connect(self._apply_cleanup)
         self.commit_button.changed.connect(_quiet(self.commit))
+        self.commit_3d_button.changed.connect(_quiet(self.commit_in_3d))
         self.cycle_button.changed.connect(_quiet(self.cycle))
         self.clear_button.changed.connect(_quiet(self.clear_prompts))
         self.undo_button.changed.connect(_quiet(self.undo))
@@ -418,6 +425,26 @@ class TinySamWidget(Container):
         self._say(f"Committed object {object_id}.")
         self.autosave()
         return object_id
+
+    def commit_in_3d(self) -> Any:
+        """Commit the preview and follow the object through the neighbouring slices (one id, one undo step), in a
+        worker: slices not embedded yet are embedded on the way; Cancel stops the walk and keeps what it found."""
+        annotator = self._require()
+        if annotator.current is None:
+            raise SessionError("nothing to commit: add a point or a box first")
+
+        def work():
+            return annotator.commit_in_3d(self.propagation_limits, should_stop=self._cancel.is_set)
+            yield  # a generator worker, like the others (Cancel, progress)
+
+        def done(result: tuple[int, list]) -> None:
+            object_id, planes = result
+            self._clear_prompt_layers()
+            slices = sorted(key[-1] for key in planes)
+            self._say(f"Committed object {object_id} on {len(planes)} slice(s), {slices[0]} to {slices[-1]}.")
+            self.autosave()
+
+        return self._run(thread_worker(work)(), "Following the object through the stack...", done)
 
     def cycle(self) -> None:
         self._show(self._require().cycle())

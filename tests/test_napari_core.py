@@ -262,3 +262,54 @@ def test_stack_labels_round_trip_through_coco(rng, tmp_path):
     assert first["score"] == 0.9 and first["attributes"]["prompts"]["points"] == [[10.0, 10.0]]
     back = coco_to_labels(coco)
     assert np.array_equal(back, labels)
+
+
+# ---------------------------------------------------------------------------------------------- 3D objects
+
+
+def _cylinders() -> np.ndarray:
+    """12 x 64 x 64 labels: object 1 a disc of radius 10 on slices 3-9, object 2 a small disc (radius 4) at the
+    same place on slices 10-11 (a neighbour the walk must not take for object 1)."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = lambda r: (yy - 30) ** 2 + (xx - 30) ** 2 <= r * r  # noqa: E731
+    labels = np.zeros((12, 64, 64), np.int32)
+    labels[3:10][:, disc(10)] = 1
+    labels[10:12][:, disc(4)] = 2
+    return labels
+
+
+def test_following_an_object_stops_where_it_ends_and_not_at_its_neighbour():
+    from tinysam_napari.propagate import follow_object
+
+    labels, asked = _cylinders(), []
+
+    def oracle(key, box, point):  # the true object under the point, as a perfect model would answer
+        asked.append((key, box, point))
+        x, y = (int(round(v)) for v in point)
+        plane = labels[key]
+        return (plane == plane[y, x]) & (plane > 0), 0.95
+
+    found = follow_object((6,), labels[6] == 1, 12, oracle)
+    assert sorted(found) == [(z,) for z in range(3, 10)]
+    assert all(np.array_equal(found[(z,)], labels[z] == 1) for z in range(3, 10))
+    x0, y0, x1, y1 = asked[0][1]
+    assert x0 < 20 and y0 < 20 and x1 > 40 and y1 > 40 and asked[0][2] == (30.0, 30.0)  # grown box, deepest pixel
+    unsure = follow_object((6,), labels[6] == 1, 12, lambda *a: (oracle(*a)[0], 0.2))
+    assert list(unsure) == [(6,)]  # the model was unsure on both neighbours
+
+
+def test_commit_in_3d_writes_one_id_through_the_stack_as_one_undo_step(tiny_backend):
+    from tinysam_napari.propagate import PropagationLimits
+
+    stack = (_cylinders()[..., None].repeat(3, axis=-1) * 100).astype(np.uint8)
+    annotator = StackAnnotator(SamPredictor(tiny_backend), PlaneSource(stack, rgb=True))
+    annotator.update(Prompts((6,), ((30.0, 30.0, True),)))
+    everywhere = PropagationLimits(min_score=-1.0, min_overlap=0.0, min_area=1)  # the tiny model is random
+    object_id, planes = annotator.commit_in_3d(everywhere)
+    assert object_id == 1 and len(planes) >= 2 and (6,) in planes
+    assert {z for z in range(12) if (annotator.labels[z] == 1).any()} == {key[0] for key in planes}
+    assert annotator.object_prompts[1].plane == (6,)
+    annotator.undo()
+    assert not annotator.labels.any()
+    with pytest.raises(SessionError, match="nothing to commit"):
+        annotator.commit_in_3d()

@@ -443,3 +443,21 @@ def test_an_autosave_not_restored_is_kept_aside_not_overwritten(widget, make_nap
     from tinysam_napari.labels_io import import_coco
 
     assert np.array_equal(import_coco(previous)[0] > 0, widget.labels_layer.data > 0)
+
+
+def test_commit_in_3d_writes_one_id_on_several_slices_and_undo_removes_it(widget, qtbot, rng, monkeypatch):
+    from tinysam_napari.propagate import PropagationLimits
+
+    # the tiny model is random: accept every mask so that the walk reaches the neighbouring slices
+    widget.propagation_limits = PropagationLimits(min_score=-1, min_overlap=0, min_area=1)
+    start(widget, qtbot, blobs(rng, (5, 120, 160)))
+    widget.viewer.dims.set_current_step(0, 2)
+    click(widget, (2, 50, 60), qtbot)
+    keymap = {str(k).lower(): v for k, v in widget.viewer.layers["cells"].keymap.items()}
+    keymap["shift+c"](widget.viewer.layers["cells"])  # Shift-C, whatever layer is selected
+    wait_idle(widget, qtbot)
+    planes = [z for z in range(5) if (widget.labels_layer.data[z] == 1).any()]
+    assert 2 in planes and len(planes) >= 2 and "Committed object 1 on" in widget.status.value
+    assert len(widget.points_layer.data) == 0 and widget.autosave_file().exists()
+    widget.undo()
+    assert not widget.labels_layer.data.any()

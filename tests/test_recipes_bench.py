@@ -145,3 +145,15 @@ def test_clean_masks_benchmark_scores_raw_and_cleaned_masks(tiny_backend, scene_
         assert all(cleaned <= max(raw, 1) for raw, cleaned in scores.pieces[kind])
     table = rows("scene", scores)
     assert len(table) == 2 and table[0].startswith("| scene | point | 2 |")
+
+
+def test_the_3d_benchmark_scores_every_nucleus_spanning_three_slices(tiny_backend):
+    from recipes.bench.propagation_3d import FIRST_SEED, score_stack
+    from recipes.bench.propagation_3d import table as propagation_table
+
+    rows = score_stack(SamPredictor(tiny_backend), FIRST_SEED, depth=8, size=96, max_objects=3)
+    assert rows and all(r["true_slices"] >= 3 for r in rows)
+    assert all(0.0 <= r[mode][0] <= 1.0 and r[mode][1] >= 1 for r in rows for mode in ("one slice", "3d"))
+    assert all(r["one slice"][1] == 1 for r in rows)  # a plain commit writes one slice
+    text = propagation_table(rows, "tiny")
+    assert f"{len(rows)} nuclei" in text and "| in 3D (followed) |" in text

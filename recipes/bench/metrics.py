@@ -5,18 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from tinysam_annotate.mask_geometry import interior_point, iou, mask_box
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def interior_point(mask: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the pixel farthest from the mask's boundary: the usual first click of click benchmarks."""
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(x), float(y)
+__all__ = ["centroid_point", "interior_point", "iou", "mask_box", "match_masks", "next_click"]
 
 
 def centroid_point(mask: np.ndarray) -> tuple[float, float]:
@@ -27,12 +18,6 @@ def centroid_point(mask: np.ndarray) -> tuple[float, float]:
         return float(cx), float(cy)
     nearest = int(np.argmin((rows - cy) ** 2 + (cols - cx) ** 2))
     return float(cols[nearest]), float(rows[nearest])
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """(x0, y0, x1, y1) around a boolean mask, in SAM's pixel-corner convention (x1, y1 exclusive)."""
-    rows, cols = np.nonzero(mask)
-    return np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1], dtype=np.float32)
 
 
 def next_click(gt: np.ndarray, pred: np.ndarray) -> tuple[tuple[float, float], int] | None:
