@@ -165,3 +165,14 @@ def test_cancel_everything_in_a_browser(tmp_path):
             browser.close()
     finally:
         server.close()
+
+
+def test_the_readme_screenshot_script_runs_the_real_app_on_the_shipped_model(tmp_path):
+    """recipes/app_screenshot.py (the README picture): the shipped model in Chromium, objects accepted by clicks."""
+    from recipes.app_screenshot import main as screenshot
+    from tinysam_annotate.registry import DEFAULT_MODEL, find_model_file, get_spec
+
+    if find_model_file(get_spec(DEFAULT_MODEL)) is None:
+        pytest.skip("the shipped model file is not present")
+    screenshot(str(tmp_path / "app.png"), objects=2)
+    assert (tmp_path / "app.png").stat().st_size > 50_000

@@ -37,7 +37,7 @@ def widget(make_napari_viewer, tiny_backend, qtbot, tmp_path):
 
 
 def wait_idle(widget, qtbot):
-    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=180_000)  # everything mode on a busy 2-core machine
 
 
 def start(widget, qtbot, data, channel_axis=None, **layer_kwargs):
