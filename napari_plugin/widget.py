@@ -262,15 +262,14 @@ class TinySamWidget(Container):
         with its objects, never replaced by an empty one."""
         name = f"{image.name} labels"
         existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
-        keep = existing if isinstance(existing, Labels) and existing.data.shape == source.labels_shape else None
+        keep = existing if (isinstance(existing, Labels) and existing.data.shape == source.labels_shape
+                            and np.issubdtype(existing.data.dtype, np.integer)) else None
         for layer in (self.labels_layer, self.preview_layer, self.points_layer, self.box_layer, existing):
             if layer is not None and layer is not keep and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         ndim = len(source.labels_shape)
         place = {"scale": self._spatial(image.scale, source)[-ndim:], "translate": self._spatial(image.translate, source)[-ndim:]}
         self.image_layer = image
-        if keep is not None and not np.issubdtype(keep.data.dtype, np.integer):
-            keep = None
         self.labels_layer = keep if keep is not None else self.viewer.add_labels(
             np.zeros(source.labels_shape, np.uint32), name=name, **place)
         self.preview_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint8), name=f"{image.name} preview",
@@ -473,9 +472,8 @@ class TinySamWidget(Container):
 
     def autosave_file(self) -> Path:
         """This image's autosave (:func:`.autosave.autosave_path`)."""
-        source = getattr(getattr(self.image_layer, "source", None), "path", None)
         return autosave_path(self.autosave_folder or autosave_dir(), self.image_layer.name,
-                             tuple(self.labels_layer.data.shape), source)
+                             tuple(self.labels_layer.data.shape), self._source_path())
 
     def _offer_autosave(self) -> None:
         """At Start: an autosave with objects for this image, and labels still empty, is offered for restoring."""
@@ -506,14 +504,10 @@ class TinySamWidget(Container):
 
     def restore_autosave(self) -> None:
         """Add the offered autosave's objects to the labels as one undo step."""
-        annotator = self._require()
         path = self._offered_autosave or self.autosave_file()
-        labels, prompts = import_coco(path)
-        count = annotator.add_labels(labels, prompts)
-        self._offered_autosave = None
+        self._offered_autosave = None  # restored: the import's own autosave may now replace it
         self.restore_button.enabled = False
-        self.labels_layer.refresh()
-        self._say(f"Restored {count} objects from the autosave.")
+        self.import_file(path)
 
     # ------------------------------------------------------------------ long work
 
@@ -642,8 +636,12 @@ class TinySamWidget(Container):
     def source_file_name(self) -> str:
         """The image's file name for COCO ``file_name``: the layer's source file (with its extension) when napari
         read it from one, else the layer name."""
-        source = getattr(getattr(self.image_layer, "source", None), "path", None)
+        source = self._source_path()
         return Path(source).name if source else self.image_layer.name
+
+    def _source_path(self) -> str | None:
+        """The file napari read the image layer from, if any."""
+        return getattr(getattr(self.image_layer, "source", None), "path", None)
 
     def import_file(self, path: Path) -> None:
         """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""
