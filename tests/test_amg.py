@@ -135,9 +135,11 @@ def _max_pairwise_mask_iou(anns: list[dict]) -> float:
 
 @pytest.mark.parametrize("cls", [SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator])
 def test_no_two_masks_overlap_unless_duplicates_are_asked_for(tiny_backend_amg, scene, cls):
-    # Box NMS off, so that only the mask-IoU step stands between the near-copies and the output.
+    # Box NMS off, so that only the mask-IoU step stands between the near-copies and the output. The batch is
+    # fixed: sized from the process's memory, it differed between the two runs on CI, and the decoder's float32
+    # scores move by ~1e-6 with the batch, enough to swap which of two tied copies is kept.
     common = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0,
-                  output_mode="coco_rle")
+                  output_mode="coco_rle", points_per_batch=16)
     raw = cls(tiny_backend_amg, mask_nms_thresh=None, **common).generate(scene)
     assert _max_pairwise_mask_iou(raw) > 0.7  # random weights give near-copies: the test has something to remove
     deduplicated = cls(tiny_backend_amg, **common).generate(scene)
@@ -146,7 +148,7 @@ def test_no_two_masks_overlap_unless_duplicates_are_asked_for(tiny_backend_amg, 
     kept = [a["segmentation"] for a in deduplicated]
     for ann in raw:
         ious = mask_utils.iou([ann["segmentation"]], kept, [0] * len(kept))[0]
-        assert any(iou > 0.7 and kept_ann["predicted_iou"] >= ann["predicted_iou"] - 1e-9
+        assert any(iou > 0.7 and kept_ann["predicted_iou"] >= ann["predicted_iou"] - 1e-5
                    for iou, kept_ann in zip(ious, deduplicated, strict=True))
 
 
