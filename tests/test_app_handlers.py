@@ -212,3 +212,53 @@ def test_switching_the_engine_keeps_objects_and_uses_the_new_model(state, tiny_s
     assert state.session.predictor.backend.identity.model_id == "other" and "other" in state.message
     h.click(state, 80, 60)
     assert state.session.preview is not None
+
+
+def test_a_model_being_loaded_holds_up_only_the_sessions_that_want_it():
+    """A slow load (an ONNX export takes seconds) must not stall other sessions' engines (it ran under one lock)."""
+    import threading
+
+    from tests.conftest import make_tiny_sam
+    from tinysam_annotate.backends.torch_backend import TorchBackend
+
+    release = threading.Event()
+
+    def loader(m, b, p):
+        if m == "slow":
+            assert release.wait(30)
+        return TorchBackend(make_tiny_sam(), model_id=m)
+
+    registry = EngineRegistry(AppConfig(model="tiny", backend="torch", precision="fp32"), loader)
+    slow = []
+    waiters = [threading.Thread(target=lambda: slow.append(registry.get("slow"))) for _ in range(2)]
+    for thread in waiters:
+        thread.start()
+    fast = threading.Thread(target=registry.get)  # another model, while "slow" is loading
+    fast.start()
+    fast.join(20)
+    assert not fast.is_alive() and len(slow) == 0
+    release.set()
+    for thread in waiters:
+        thread.join(20)
+    assert len(slow) == 2 and slow[0] is slow[1]  # loaded once, shared
+
+
+def test_a_session_writes_nothing_until_it_has_something_and_close_removes_all_it_had(tmp_path, engine, scene):
+    untouched = h.AppState(workdir=h.new_session_folder(tmp_path))
+    h.close(untouched)
+    assert not any(tmp_path.iterdir())  # a session that never wrote left no folder
+    upload = tmp_path / "upload-1234" / "cells.png"
+    upload.parent.mkdir()
+    Image.fromarray(scene).save(upload)
+    state = h.AppState(workdir=h.new_session_folder(tmp_path))
+    state.uploads.append(upload)
+    h.open_image(state, engine, upload)
+    canvases = [h.canvas_file(state, np.zeros((8, 8, 3), np.uint8)) for _ in range(h.CANVASES_KEPT + 2)]
+    assert [p.exists() for p in canvases] == [False, False] + [True] * h.CANVASES_KEPT  # a long session: newest only
+    h.click(state, 50, 40)
+    h.accept(state, None)
+    exported = h.export(state)
+    assert all(p.parent == state.workdir for p in exported)
+    h.close(state)
+    assert not any(tmp_path.iterdir())  # folder, canvases, exports, autosave and the upload's own folder
+    assert len(state.session.objects) == 1  # the work itself stays in memory (a reconnecting browser keeps it)

@@ -26,6 +26,7 @@ class AppConfig:
     queue_size: int = 16  # requests waiting beyond this get a "busy" error
     cache_bytes: int = 512 * 2**20
     examples: tuple[str, ...] = ("coins", "cells", "tissue")  # handlers.EXAMPLES: bundled, no download
+    session_lifetime_s: int = 6 * 3600  # an idle session's state and any file the app served are deleted after this
 
 
 class LockedBackend:
@@ -74,11 +75,23 @@ class EngineRegistry:
         self.cache = EmbeddingCache(directory=None, memory_bytes=config.cache_bytes)  # memory only: nothing per user on disk
         self._loader = loader or (lambda m, b, p: load_model(m, backend=b, precision=p))
         self._engines: dict[tuple[str, str, str], Engine] = {}
-        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str, str], threading.Lock] = {}
+        self._lock = threading.Lock()  # guards the two dicts only, never held while a model loads
 
     def get(self, model: str | None = None, backend: str | None = None, precision: str | None = None) -> Engine:
+        """The engine for the key, loaded by the first caller; a load (an ONNX export takes seconds) holds up only
+        the sessions that want that same engine."""
         key = (model or self.config.model, backend or self.config.backend, precision or self.config.precision)
         with self._lock:
-            if key not in self._engines:
-                self._engines[key] = Engine(self._loader(*key), self.cache)
-            return self._engines[key]
+            if key in self._engines:
+                return self._engines[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._engines:  # loaded by the caller this one waited for
+                    return self._engines[key]
+            engine = Engine(self._loader(*key), self.cache)
+            with self._lock:
+                self._engines[key] = engine
+                self._loading.pop(key, None)
+            return engine

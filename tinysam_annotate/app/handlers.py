@@ -6,9 +6,10 @@ errors (ValueError subclasses); the UI shows their messages.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,12 +29,26 @@ from .view import ZOOMS, View, ViewError, fit_view, pan
 MODES = ("positive", "negative", "box")
 
 
+CANVASES_KEPT = 3  # the newest canvas files of a session; older ones are deleted (the browser may still be loading one)
+
+
+def new_session_folder(root: str | Path | None = None) -> Path:
+    """A not yet created folder with an unguessable name under ``root`` (the system temp folder by default): files
+    under it are only reachable by someone who was handed their URL."""
+    return Path(root or tempfile.gettempdir()) / f"tinysam-app-{secrets.token_urlsafe(16)}"
+
+
 @dataclass
 class AppState:
-    """Everything one browser session owns. ``workdir`` holds its exports and autosave; it is deleted
-    when the session ends (:func:`close`)."""
+    """Everything one browser session owns. Its folder (:attr:`folder`) holds its canvases, exports and autosave; it
+    is named and created by the first write (a session that never writes leaves nothing behind) and deleted with the
+    uploads the session received when the session ends (:func:`close`). Copies of a fresh state (Gradio deep-copies
+    one per browser session) share nothing."""
 
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tinysam-app-")))
+    workdir: Path | None = None  # the session's folder once named (a new unguessable one under folder_root)
+    folder_root: Path | None = None  # where session folders go (None: the system temp folder)
+    uploads: list[Path] = field(default_factory=list)  # files the browser uploaded for this session (deleted by close)
+    canvases: list[Path] = field(default_factory=list)  # canvas files written for this session, oldest first
     session: AnnotationSession | None = None
     engine: Engine | None = None
     mode: str = "positive"
@@ -42,6 +57,13 @@ class AppState:
     cancel_requested: bool = False  # set by the Cancel button while everything mode runs
     clean_masks: bool = True  # previews keep the parts the prompts point at, small holes filled
     view: View | None = None  # the part of the image the canvas shows (set when an image opens)
+
+    @property
+    def folder(self) -> Path:
+        """The session's folder (named on first use; created by whoever writes into it)."""
+        if self.workdir is None:
+            self.workdir = new_session_folder(self.folder_root)
+        return self.workdir
 
 
 EXAMPLES = {"coins": "coins", "cells": "cell", "tissue": "immunohistochemistry"}  # name -> skimage.data function
@@ -91,7 +113,7 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
         rgb = load_image(image, channels=channels).rgb
     keep = list(state.session.categories) if state.session is not None and categories is None else categories
     state.engine = engine
-    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.workdir / "autosave.json",
+    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.folder / "autosave.json",
                                       cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
     state.box_corner = None
     state.view = fit_view(rgb.shape[1], rgb.shape[0])
@@ -303,8 +325,8 @@ def export(state: AppState, use_polygons: bool = False) -> tuple[Path, Path]:
     """COCO JSON and label TIFF of the session, written into the session's own folder."""
     session = require_session(state)
     stem = Path(session.image_name).stem or "annotations"
-    return (session.export_coco(state.workdir / f"{stem}.coco.json", use_polygons),
-            session.export_labels(state.workdir / label_image_name(session.image_name)))
+    return (session.export_coco(state.folder / f"{stem}.coco.json", use_polygons),
+            session.export_labels(state.folder / label_image_name(session.image_name)))
 
 
 def import_coco(state: AppState, path: str | Path) -> AppState:
@@ -336,12 +358,34 @@ def status(state: AppState) -> str:
             f"last decode {predictor.last_decode_seconds * 1000:.1f} ms")
 
 
+def canvas_file(state: AppState, image: np.ndarray) -> Path:
+    """Write a canvas (H x W x 3 uint8) as a new PNG in the session's folder and return its path; only the newest
+    :data:`CANVASES_KEPT` are kept, so a long session does not pile up one file per click."""
+    from PIL import Image
+
+    state.folder.mkdir(parents=True, exist_ok=True)
+    path = state.folder / f"canvas-{secrets.token_hex(8)}.png"
+    Image.fromarray(image).save(path)
+    state.canvases.append(path)
+    while len(state.canvases) > CANVASES_KEPT:
+        state.canvases.pop(0).unlink(missing_ok=True)
+    return path
+
+
 def close(state: AppState) -> None:
-    """Delete everything the session wrote (exports, autosave)."""
-    shutil.rmtree(state.workdir, ignore_errors=True)
+    """Delete everything the session wrote (canvases, exports, autosave) and the files it was sent. The annotations
+    stay in memory: a browser that reconnects keeps working (its autosave and exports go to the same folder again)."""
+    if state.workdir is not None:
+        shutil.rmtree(state.workdir, ignore_errors=True)
+    state.canvases.clear()
+    for upload in state.uploads:
+        upload.unlink(missing_ok=True)
+        with suppress(OSError):  # not empty: another session uploaded the same file
+            upload.parent.rmdir()  # Gradio stores each upload in a folder of its own
+    state.uploads.clear()
 
 
 __all__ = ["AppState", "MODES", "TinySamAnnotateError", "accept", "add_category", "cancel", "clear", "click",
-           "click_on_canvas", "close", "cycle", "delete", "everything", "example_image", "export", "import_coco",
-           "objects_table", "open_image", "pan_view", "redo", "relabel", "set_mode", "set_zoom", "status",
+           "canvas_file", "click_on_canvas", "close", "cycle", "delete", "everything", "example_image", "export", "import_coco",
+           "new_session_folder", "objects_table", "open_image", "pan_view", "redo", "relabel", "set_mode", "set_zoom", "status",
            "switch_engine", "undo", "zoom_level"]

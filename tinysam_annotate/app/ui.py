@@ -74,6 +74,22 @@ class SessionTurns:
         return run
 
 
+def remove_empty_upload_temp_files(cache_root: Path) -> int:
+    """Delete the empty ``tmp*`` files directly in Gradio's cache folder; returns how many went.
+
+    Gradio 6's ``gr.File(type="filepath")`` opens a ``NamedTemporaryFile(delete=False)`` there on every upload and
+    never uses or removes it (components/file.py, ``_process_single_file``): one stray empty file per upload."""
+    removed = 0
+    for path in cache_root.glob("tmp*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def available_models() -> list[str]:
     return [name for name, spec in MODEL_SPECS.items() if find_model_file(spec) is not None]
 
@@ -85,7 +101,9 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
     def views(state: h.AppState) -> tuple:
         session = state.session
-        image = canvas(session, state.view, state.box_corner) if session is not None else None
+        # Drawn into the session's own folder (Gradio serves files under its cache folder in place): deleting the
+        # folder when the session ends takes every canvas, export and autosave of it off the server.
+        image = str(h.canvas_file(state, canvas(session, state.view, state.box_corner))) if session is not None else None
         categories = list(session.categories) if session is not None else ["object"]
         view = state.view.to_json() if state.view is not None else ""
         zoom = h.zoom_level(state)
@@ -115,14 +133,36 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
         return turns.serial(run)
 
+    open_sessions: dict[str, h.AppState] = {}  # browser session hash -> its state, from page load to unload
+
     def forget(state: h.AppState) -> None:
+        """Gradio dropped the state (idle past its lifetime, or an hour after the tab closed): files and memory go."""
         turns.forget(state)
         h.close(state)
+        state.session = None
 
-    with gr.Blocks(title="tinysam-annotate", fill_width=True, analytics_enabled=False) as app:
-        # A fresh AppState per browser session (a callable is called per session), so concurrent first events of a
-        # session share one state and one turn lock.
-        state = gr.State(lambda: h.AppState(), delete_callback=forget, time_to_live=6 * 3600)
+    def remember(state: h.AppState, request: gr.Request) -> h.AppState:
+        open_sessions[request.session_hash] = state
+        return state
+
+    async def on_unload(request: gr.Request) -> None:
+        """The tab closed: its files go now, after the session's running event (the annotations stay in memory until
+        Gradio drops the state, so a browser that only lost its connection keeps its work)."""
+        state = open_sessions.pop(request.session_hash, None)
+        if state is not None:
+            async with turns.lock(state):
+                h.close(state)
+        remove_empty_upload_temp_files(cache_root)
+
+    cache_root = Path(gr.utils.get_upload_folder())
+    with gr.Blocks(title="tinysam-annotate", fill_width=True, analytics_enabled=False,
+                   delete_cache=(config.session_lifetime_s // 6, config.session_lifetime_s)) as app:
+        # Gradio deep-copies this fresh state once per browser session, on its first event, so concurrent first events
+        # of a session share one state and one turn lock. (A callable value would be re-run by a load event Gradio adds,
+        # replacing the state that the session's first events and remember() may already hold.) Session folders sit
+        # in Gradio's cache, which Gradio serves in place.
+        state = gr.State(h.AppState(folder_root=cache_root), delete_callback=forget,
+                         time_to_live=config.session_lifetime_s)
         gr.Markdown("## tinysam-annotate · interactive segmentation", elem_classes="tsa-title")
         gr.Markdown(HELP)
         with gr.Row():
@@ -198,6 +238,15 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
 
         outputs = [state, image_view, objects, status, message, category, view_json, zoom]
 
+        def received(state: h.AppState, path: str) -> None:
+            """An uploaded file (Gradio's copy in its cache) is the session's: deleted when the session ends."""
+            if Path(path).resolve().is_relative_to(cache_root.resolve()):
+                state.uploads.append(Path(path))
+
+        def import_upload(state: h.AppState, path: str) -> None:
+            received(state, path)
+            h.import_coco(state, path)
+
         def parse_channels(text: str) -> tuple[int, ...] | None:
             text = (text or "").strip()
             if not text:
@@ -210,6 +259,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         def open_file(state, path, chans, model_name, backend_name, precision_name, progress=gr.Progress()):
             if not path:
                 return
+            received(state, path)
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
             h.open_image(state, engine, path, max_pixels=config.max_pixels, channels=parse_channels(chans))
@@ -272,7 +322,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         on(relabel.click, lambda s, i, c: h.relabel(s, i, c), [object_id, category])
         on(run_everything.click, on_everything, [ev_mode, points, iou_thresh, stab_thresh, min_area, category])
         on(export.click, on_export, [], [*outputs, files], api_name="export")
-        on(import_file.upload, lambda s, p: h.import_coco(s, p), [import_file])
+        on(import_file.upload, import_upload, [import_file])
 
         # Outside the queue and the session's turn, so that it runs while everything mode holds both.
         def on_cancel(state):
@@ -280,6 +330,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             return "cancelling..."
 
         cancel_everything.click(on_cancel, [state], [message], queue=False)
+        app.load(remember, [state], [state])
+        app.unload(on_unload)
     app.queue(max_size=config.queue_size, default_concurrency_limit=8)
     return app
 
