@@ -12,6 +12,7 @@ from ..backends.base import Backend
 from ..cache import EmbeddingCache
 from ..predictor import SamPredictor
 from ..service import default_engine
+from .memory import pixel_limit
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,16 @@ class AppConfig:
     backend: str = field(default_factory=lambda: default_engine()[0])  # the CLI's default too
     precision: str = field(default_factory=lambda: default_engine()[1])
     max_file_size: str = "25mb"  # refused by the upload route before the handler runs
-    max_pixels: int = 40_000_000  # per plane, checked from the header before decoding
+    memory_budget_bytes: int = 4 * 2**30  # the working memory of all sessions' images together (app/memory.py)
     queue_size: int = 16  # requests waiting beyond this get a "busy" error
     cache_bytes: int = 512 * 2**20
     examples: tuple[str, ...] = ("coins", "cells", "tissue")  # handlers.EXAMPLES: bundled, no download
     session_lifetime_s: int = 6 * 3600  # an idle session's state and any file the app served are deleted after this
+
+    @property
+    def max_pixels(self) -> int:
+        """Per image (plane), checked from the file's header before decoding; derived from the memory budget."""
+        return pixel_limit(self.memory_budget_bytes)
 
 
 class LockedBackend:

@@ -24,6 +24,7 @@ from ..service import everything_generator
 from ..session import DEFAULT_CLEANUP, AnnotationSession, SessionError
 from ..visualize import id_colours
 from .engine import Engine
+from .memory import MemoryBudget
 from .view import ZOOMS, View, ViewError, fit_view, pan
 
 MODES = ("positive", "negative", "box")
@@ -100,8 +101,9 @@ def names_only(path: str | Path) -> Iterator[None]:
 
 def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, name: str = "image.png",
                max_pixels: int = 40_000_000, channels: tuple[int, ...] | int | None = None,
-               categories: list[str] | None = None) -> AppState:
-    """Load a file (size checked from its header before decoding) or an array and start annotating it."""
+               categories: list[str] | None = None, budget: MemoryBudget | None = None) -> AppState:
+    """Load a file (size checked from its header before decoding) or an array and start annotating it, once
+    ``budget`` (the app's memory shared by all sessions) has room for the session's work on it."""
     if isinstance(image, (str, Path)):
         with names_only(image):
             source = read_image(image, max_pixels=max_pixels)
@@ -111,6 +113,8 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
         name = Path(image).name if name == "image.png" else name
     else:
         rgb = load_image(image, channels=channels).rgb
+    if budget is not None:
+        budget.reserve(state, rgb.shape[1], rgb.shape[0], name)
     keep = list(state.session.categories) if state.session is not None and categories is None else categories
     state.engine = engine
     state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.folder / "autosave.json",

@@ -15,6 +15,7 @@ from ..errors import ChannelError, TinySamAnnotateError
 from ..registry import DEFAULT_MODEL, MODEL_SPECS, SAM_THRESHOLDS, everything_thresholds, find_model_file
 from . import handlers as h
 from .engine import AppConfig, EngineRegistry
+from .memory import MemoryBudget
 from .render import canvas
 from .view import ZOOMS
 
@@ -98,6 +99,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
     """The Blocks app; launch it with :func:`launch_kwargs` (limits, head script, CSS)."""
     registry = registry or EngineRegistry(config)
     turns = SessionTurns()
+    budget = MemoryBudget(config.memory_budget_bytes)
 
     def views(state: h.AppState) -> tuple:
         session = state.session
@@ -140,10 +142,16 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         turns.forget(state)
         h.close(state)
         state.session = None
+        budget.release(state)
 
     def remember(state: h.AppState, request: gr.Request) -> h.AppState:
         open_sessions[request.session_hash] = state
         return state
+
+    def evict(state: h.AppState) -> None:
+        """Another session needs the memory a closed tab's session still held."""
+        state.session = None
+        state.message = "This session was closed and its memory given to another; open the image again."
 
     async def on_unload(request: gr.Request) -> None:
         """The tab closed: its files go now, after the session's running event (the annotations stay in memory until
@@ -152,6 +160,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         if state is not None:
             async with turns.lock(state):
                 h.close(state)
+                budget.mark_closed(state, functools.partial(evict, state))
         remove_empty_upload_temp_files(cache_root)
 
     cache_root = Path(gr.utils.get_upload_folder())
@@ -262,12 +271,12 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             received(state, path)
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
-            h.open_image(state, engine, path, max_pixels=config.max_pixels, channels=parse_channels(chans))
+            h.open_image(state, engine, path, max_pixels=config.max_pixels, channels=parse_channels(chans), budget=budget)
 
         def open_named_example(state, name, model_name, backend_name, precision_name, progress=gr.Progress()):
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
-            h.open_image(state, engine, h.example_image(name), name=f"{name}.png")
+            h.open_image(state, engine, h.example_image(name), name=f"{name}.png", budget=budget)
 
         def on_click(state, view, click_mode, evt: gr.SelectData):
             if click_mode != state.mode:  # the mode the user saw when clicking, even if its change is still queued
