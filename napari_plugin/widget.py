@@ -76,10 +76,11 @@ class TinySamWidget(Container):
         viewer.layers.events.inserted.connect(self._refresh_images)
         viewer.layers.events.removed.connect(self._refresh_images)
         viewer.dims.events.current_step.connect(self._on_slice)
-        self.key_actions = {"c": self.commit, "Shift-C": self.commit_in_3d, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
-                            "m": self.cycle, "t": self.toggle_negative}
-        for key, action in self.key_actions.items():
-            viewer.bind_key(key, _quiet(action), overwrite=True)
+        actions = {"c": self.commit, "Shift-C": self.commit_in_3d, "x": self.clear_prompts, "u": self.undo, "y": self.redo,
+                   "m": self.cycle, "t": self.toggle_negative}
+        self.key_actions = {key: _quiet(action) for key, action in actions.items()}  # handlers for viewer and layers
+        for key, handler in self.key_actions.items():
+            viewer.bind_key(key, handler, overwrite=True)
         self.image.changed.connect(self._guess_channels)
 
     # ------------------------------------------------------------------ layout
@@ -185,8 +186,8 @@ class TinySamWidget(Container):
     def _bind_keys(self, layer: Any) -> None:
         """The plugin's keys on a layer, over napari's own (e.g. c = contrast limits on images, m = new label):
         napari asks the selected layer's keymap before the viewer's."""
-        for key, action in self.key_actions.items():
-            layer.bind_key(key, lambda _layer, action=action: _quiet(action)(), overwrite=True)
+        for key, handler in self.key_actions.items():
+            layer.bind_key(key, handler, overwrite=True)
 
     # ------------------------------------------------------------------ model and image
 

@@ -144,6 +144,13 @@ def require_session(state: AppState) -> AnnotationSession:
     return state.session
 
 
+def require_view(state: AppState) -> View:
+    """The view of the open image (open_image sets the session and its view together)."""
+    require_session(state)
+    assert state.view is not None, "an open session always has a view"
+    return state.view
+
+
 def set_mode(state: AppState, mode: str) -> AppState:
     if mode not in MODES:
         raise SessionError(f"mode must be one of {MODES}, got {mode!r}")
@@ -194,14 +201,10 @@ def click_on_canvas(state: AppState, view: str | View | None, u: float, v: float
     """A click at display pixel (u, v) of the canvas as the browser showed it (``view``, the JSON sent with that
     canvas; the state's current view when None): mapped to image pixels exactly as the canvas was drawn, so a click
     made while an earlier one was still running lands where the user saw it."""
-    require_session(state)
-    if view is None or view == "":
-        view = state.view
-    elif isinstance(view, str):
-        view = View.from_json(view)
-    if view is None:
-        raise ViewError("the canvas has no view yet: open an image first")
-    x, y = view.to_image(u, v)
+    current = require_view(state)
+    if isinstance(view, str):
+        view = View.from_json(view) if view else current
+    x, y = (view or current).to_image(u, v)
     return click(state, x, y)
 
 
@@ -227,7 +230,7 @@ def set_zoom(state: AppState, zoom: int | str) -> AppState:
     except ValueError:
         raise ViewError(f"zoom must be one of {ZOOMS} or 'fit', got {zoom!r}") from None
     height, width = session.image.shape[:2]
-    current = state.view or fit_view(width, height)
+    current = require_view(state)
     centre = last_prompt_position(state) or (current.x0 + current.width / 2, current.y0 + current.height / 2)
     state.view = fit_view(width, height, level, centre)
     state.message = "whole image" if level == 1 else f"zoom {level}x around ({centre[0]:.0f}, {centre[1]:.0f})"
@@ -245,9 +248,8 @@ def zoom_level(state: AppState) -> int:
 
 def pan_view(state: AppState, dx: int, dy: int) -> AppState:
     """Move a zoomed view by (dx, dy) half windows (-1, 0 or 1 each)."""
-    session = require_session(state)
-    height, width = session.image.shape[:2]
-    state.view = pan(state.view or fit_view(width, height), width, height, int(dx), int(dy))
+    height, width = require_session(state).image.shape[:2]
+    state.view = pan(require_view(state), width, height, int(dx), int(dy))
     return state
 
 
