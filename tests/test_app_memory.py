@@ -75,3 +75,20 @@ def test_three_sessions_on_a_large_image_stay_within_the_budget(tiny_backend):
     assert grown < budget.budget_bytes, (grown / MB, budget.budget_bytes / MB)
     for state in states:
         h.close(state)
+
+
+def test_an_image_that_fails_to_open_leaves_the_reservation_of_the_one_still_open(tiny_backend, monkeypatch):
+    budget = MemoryBudget(10 * 200 * 200 * SESSION_BYTES_PER_PIXEL)
+    engine = Engine(tiny_backend, EmbeddingCache(directory=None))
+    state = h.AppState()
+    h.open_image(state, engine, np.zeros((100, 100, 3), np.uint8), name="first.png", budget=budget)
+    before = budget.reserved_bytes
+
+    def fail(*args, **kwargs):
+        raise OSError("encoder failed")
+
+    monkeypatch.setattr(h, "AnnotationSession", fail)
+    with pytest.raises(OSError, match="encoder failed"):
+        h.open_image(state, engine, np.zeros((200, 200, 3), np.uint8), name="second.png", budget=budget)
+    assert budget.reserved_bytes == before and state.session.image_name == "first.png"
+    h.close(state)

@@ -113,12 +113,18 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
         name = Path(image).name if name == "image.png" else name
     else:
         rgb = load_image(image, channels=channels).rgb
+    keep = list(state.session.categories) if state.session is not None and categories is None else categories
+    previous = budget.held(state) if budget is not None else None  # the open image's, if this one fails
     if budget is not None:
         budget.reserve(state, rgb.shape[1], rgb.shape[0], name)
-    keep = list(state.session.categories) if state.session is not None and categories is None else categories
-    state.engine = engine
-    state.session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.folder / "autosave.json",
-                                      cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
+    try:
+        session = AnnotationSession(engine.predictor(), rgb, name, keep, autosave_path=state.folder / "autosave.json",
+                                    cleanup=DEFAULT_CLEANUP if state.clean_masks else None)
+    except Exception:
+        if budget is not None:  # the session keeps the image it had, and with it only that image's memory
+            budget.restore(state, previous)
+        raise
+    state.engine, state.session = engine, session
     state.box_corner = None
     state.view = fit_view(rgb.shape[1], rgb.shape[0])
     state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {state.session.predictor.last_encode_seconds * 1000:.0f} ms"

@@ -75,6 +75,19 @@ class MemoryBudget:
         for evict in evicted:
             evict()
 
+    def held(self, owner: object) -> _Reservation | None:
+        """The owner's current reservation (to hand back to :meth:`restore` if what it was taken for fails)."""
+        with self._lock:
+            return self._held.get(id(owner))
+
+    def restore(self, owner: object, reservation: _Reservation | None) -> None:
+        """Put back the reservation :meth:`held` returned before a :meth:`reserve` whose image then failed to open."""
+        with self._lock:
+            if reservation is None:
+                self._held.pop(id(owner), None)
+            else:
+                self._held[id(owner)] = reservation
+
     def mark_closed(self, owner: object, on_evict: Callable[[], None]) -> None:
         """The owner's browser has gone: its memory may be reclaimed (``on_evict`` frees it) when another needs it."""
         with self._lock:
