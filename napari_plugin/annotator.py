@@ -9,6 +9,7 @@ with an undo history of pixel patches so that hand edits elsewhere survive an un
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import partial
@@ -115,6 +116,9 @@ class StackAnnotator:
             TileGrid(h, w, max(h, w, 16), 0)
         self._sessions: OrderedDict[tuple[PlaneKey, Box], AnnotationSession] = OrderedDict()
         self.current: PlanePreview | None = None
+        # One encoder pass at a time: a click's embedding waits for a background prefetch's tile in progress
+        # (two passes at once would each take twice as long on a laptop's cores).
+        self._encoding = threading.Lock()
 
     # ------------------------------------------------------------------ embeddings
 
@@ -157,8 +161,27 @@ class StackAnnotator:
             if should_stop is not None and should_stop():
                 return
             if self.needs_embedding(key, tile):
-                self.predictor.set_image(self.tile_image(key, tile))
+                with self._encoding:
+                    self.predictor.set_image(self.tile_image(key, tile))
             yield done + 1, len(tiles)
+
+    def prefetcher(self, key: PlaneKey, tile: Box) -> Iterator[tuple[int, int]]:
+        """Embed the tiles around ``tile`` of plane ``key`` that are not cached yet, nearest first, into the
+        cache only (the predictor's current image stays); yields (tiles done, tiles to do) after each one.
+
+        Call it on the thread that owns the annotator (it reads the plane there); iterate it on a worker and
+        stop between tiles by no longer iterating. A click's :meth:`iter_embed` waits for the tile in progress.
+        """
+        view = self.source.model_view(key)
+        todo = [t for t in self.grid.neighbours(tile) if self.needs_embedding(key, t)]
+
+        def run() -> Iterator[tuple[int, int]]:
+            for done, (x0, y0, x1, y1) in enumerate(todo):
+                with self._encoding:
+                    self.predictor.precompute(np.ascontiguousarray(view[y0:y1, x0:x1]))
+                yield done + 1, len(todo)
+
+        return run()
 
     # ------------------------------------------------------------------ prompts
 

@@ -50,6 +50,20 @@ class TileGrid:
     def __len__(self) -> int:
         return len(self.boxes)
 
+    def neighbours(self, tile: Box) -> list[Box]:
+        """The up to 8 tiles around ``tile`` in the grid (sides and corners), nearest centre first."""
+        xs = _starts(self.width, self.tile, self.overlap)
+        ys = _starts(self.height, self.tile, self.overlap)
+        if tile[0] not in xs or tile[1] not in ys:
+            raise ValueError(f"{tile} is not a tile of this grid")
+        col, row = xs.index(tile[0]), ys.index(tile[1])
+        around = [(c, r) for r in range(row - 1, row + 2) for c in range(col - 1, col + 2)
+                  if (c, r) != (col, row) and 0 <= c < len(xs) and 0 <= r < len(ys)]
+        by_start = {(b[0], b[1]): b for b in self.boxes}
+        found = [by_start[(xs[c], ys[r])] for c, r in around]
+        centre = ((tile[0] + tile[2]) / 2, (tile[1] + tile[3]) / 2)
+        return sorted(found, key=lambda b: ((b[0] + b[2]) / 2 - centre[0]) ** 2 + ((b[1] + b[3]) / 2 - centre[1]) ** 2)
+
     def _margin(self, box: Box, x0: float, y0: float, x1: float, y1: float) -> float:
         """How far the region (x0, y0, x1, y1) stays from the tile's inner edges (image borders don't count)."""
         left = x0 - box[0] if box[0] > 0 else np.inf

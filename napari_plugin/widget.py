@@ -6,7 +6,8 @@ Keys: ``c`` commit, ``Shift-C`` commit in 3D (one id through the stack), ``x`` c
 ``y`` redo, ``m`` next candidate, ``t`` toggle negative, bound on the viewer and on the image and plugin layers
 (napari asks the selected layer first), so they work whatever layer is selected. Slow work (model loading,
 embeddings, everything mode, 3D commits) runs in thread workers with progress and a Cancel button; a user error
-or a failed worker is one notification.
+or a failed worker is one notification. On a tiled plane, the tiles around the last click are embedded in a
+background worker that gives way to any foreground work.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class TinySamWidget(Container):
         self.points_layer: Points | None = None
         self.box_layer: Shapes | None = None
         self.worker: Any = None
+        self._prefetches: set[Any] = set()  # workers embedding the tiles around the last click (stopped ones finish their tile)
+        self._prefetch_target: tuple[Any, ...] | None = None  # (plane, tile) the running prefetch surrounds
         self._cancel = threading.Event()
         self._shown: PlanePreview | None = None
         self._pending_prompts = False
@@ -370,6 +373,8 @@ class TinySamWidget(Container):
                 self.embed(prompts.key, then=self._on_prompts, tiles=[tile])  # only the tile this prompt needs
                 return
             self._show(self.annotator.update(prompts))
+            if self.annotator.tiled:
+                self.prefetch_around(prompts.key, tile)
         except (TinySamAnnotateError, IndexError) as exc:
             show_error(str(exc))
 
@@ -516,8 +521,51 @@ class TinySamWidget(Container):
     def busy(self) -> bool:
         return self.worker is not None
 
+    @property
+    def prefetching(self) -> bool:
+        """Whether a background prefetch is still running (a stopped one until its tile in progress ends)."""
+        return bool(self._prefetches)
+
+    def prefetch_around(self, key: tuple[int, ...], tile: tuple[int, int, int, int]) -> Any:
+        """Embed the tiles around ``tile`` of a tiled plane in the background, so that the next click nearby is
+        instant. It gives way to any foreground work (a click on an unembedded tile, everything mode, Cancel),
+        which waits at most for the one tile in progress; it is not "busy": prompts go on meanwhile."""
+        if self._prefetch_target == (key, tile) and self.prefetching:
+            return None  # already on it (another click in the same tile)
+        self._stop_prefetch()
+        if self.annotator is None:
+            return None
+        self._prefetch_target = (key, tile)
+        tiles = self.annotator.prefetcher(key, tile)
+
+        def work() -> Iterator[tuple[int, int]]:
+            yield from tiles
+
+        worker = thread_worker(work)()
+
+        def finished() -> None:
+            self._prefetches.discard(worker)
+
+        def errored(exc: BaseException) -> None:  # the click that needs the tile will say it again, with context
+            with _widget_may_be_gone():
+                self._say(f"Embedding the tiles around the last click failed: {type(exc).__name__}: {exc}")
+
+        worker.finished.connect(finished)
+        worker.errored.connect(errored)
+        self._prefetches.add(worker)
+        worker.start()
+        return worker
+
+    def _stop_prefetch(self) -> None:
+        """Ask background prefetches to stop after the tile in progress (each holds the encoder until then)."""
+        self._prefetch_target = None
+        for worker in self._prefetches:
+            worker.quit()
+
     def _run(self, worker: Any, message: str, on_done: Callable[[Any], None] | None = None) -> Any:
-        """Start a worker: progress from its (done, total) yields, errors as notifications, Cancel enabled."""
+        """Start a worker: progress from its (done, total) yields, errors as notifications, Cancel enabled.
+        Foreground work first stops the background prefetch."""
+        self._stop_prefetch()
         self._cancel.clear()
         self.worker = worker
         self.cancel_button.enabled = True
@@ -559,6 +607,7 @@ class TinySamWidget(Container):
         return worker
 
     def cancel(self) -> None:
+        self._stop_prefetch()
         self._cancel.set()
         self._say("Cancelling...")
 

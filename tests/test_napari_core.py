@@ -52,6 +52,17 @@ def test_prompts_go_to_the_tile_where_they_sit_farthest_from_inner_edges():
         grid.tile_for(100, 100, 1500, 200)
 
 
+def test_tile_neighbours_are_the_surrounding_tiles_nearest_first():
+    grid = TileGrid(700, 1000, tile=256, overlap=128)  # starts x 0, 128, ..., 640, 744; y 0, 128, 256, 384, 444
+    middle = (256, 256, 512, 512)
+    around = grid.neighbours(middle)
+    assert len(around) == 8 and middle not in around
+    assert set(around[:4]) == {(128, 256, 384, 512), (384, 256, 640, 512), (256, 128, 512, 384), (256, 384, 512, 640)}
+    assert set(grid.neighbours((0, 0, 256, 256))) == {(128, 0, 384, 256), (0, 128, 256, 384), (128, 128, 384, 384)}
+    assert grid.neighbours((744, 444, 1000, 700))[0] == (744, 384, 1000, 640)  # last row starts 60 px lower
+    with pytest.raises(ValueError, match="not a tile"):
+        grid.neighbours((1, 0, 257, 256))
+
 def test_paste_merged_joins_an_object_cut_by_a_tile_border():
     labels = np.zeros((100, 200), np.uint32)
     left, right = (0, 0, 120, 100), (80, 0, 200, 100)
@@ -198,6 +209,24 @@ def test_large_plane_routes_prompts_to_a_tile(predictor, rng):
     ys, xs = np.nonzero(annotator.labels == object_id)
     assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1
 
+
+def test_prefetch_embeds_the_tiles_around_a_click_and_leaves_the_preview_alone(tiny_backend, rng):
+    from tests.conftest import CountingBackend
+
+    counting = CountingBackend(tiny_backend)
+    image = (rng.random((600, 900)) * 50).astype(np.uint8)
+    annotator = StackAnnotator(SamPredictor(counting), PlaneSource(image), tile_size=256, tile_overlap=64)
+    preview = annotator.update(Prompts((), ((400.0, 300.0, True),)))
+    mask = preview.mask.copy()
+    around = annotator.grid.neighbours(preview.tile)
+    assert counting.encodes == 1 and all(annotator.needs_embedding((), t) for t in around)
+    progress = list(annotator.prefetcher((), preview.tile))
+    assert progress[-1] == (len(around), len(around)) and counting.encodes == 1 + len(around)
+    assert not any(annotator.needs_embedding((), t) for t in around)
+    far = [t for t in annotator.grid.boxes if t not in around and t != preview.tile]
+    assert all(annotator.needs_embedding((), t) for t in far)  # only the neighbours
+    assert np.array_equal(annotator.update(Prompts((), ((400.0, 300.0, True),))).mask, mask)
+    assert list(annotator.prefetcher((), preview.tile)) == [] and counting.encodes == 1 + len(around)
 
 def test_tiled_everything_merges_an_object_across_tile_borders(predictor):
     image = np.zeros((700, 1000), np.uint8)

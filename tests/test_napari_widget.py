@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def widget(make_napari_viewer, tiny_backend, qtbot, tmp_path):
     viewer.window.add_dock_widget(w, name="TinySAM")
     yield w
     w.cancel()
-    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.busy and not w.prefetching, timeout=60_000)
     qtbot.wait(100)  # let the workers' last queued signals arrive before the viewer closes
 
 
@@ -397,7 +398,16 @@ def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, 
     start(widget, qtbot, data)
     assert widget.annotator.tiled and encodes == [] and "embedded when you first click" in widget.status.value
     click(widget, (320, 700), qtbot)
-    assert len(encodes) == 1 and widget.preview_layer.data.any()  # one tile of many
+    assert widget.preview_layer.data.any()
+    # the clicked tile, then (in the background, while the user goes on) the up to 8 tiles around it
+    qtbot.waitUntil(lambda: not widget.prefetching, timeout=60_000)
+    around = widget.annotator.grid.neighbours(widget.annotator.current.tile)
+    assert len(encodes) == 1 + len(around) < len(widget.annotator.grid)
+    x0, y0, x1, y1 = widget.annotator.current.tile
+    widget.clear_prompts()
+    widget.points_layer.add(np.array([(y0 + y1) / 2, (x0 + x1) / 2 + 128]))  # the next tile's centre
+    assert not widget.busy and widget.annotator.current.tile in around  # no embedding to wait for
+    assert widget.preview_layer.data.any()
     assert widget.points_layer.canvas_size_limits == (8, 16)  # markers sized on screen, not in image pixels
     widget.embed(())  # every tile, then Cancel
     widget.cancel()
@@ -405,6 +415,43 @@ def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, 
     assert widget.status.value.startswith("Cancelled") and "ready" not in widget.status.value
     assert len(encodes) < len(widget.annotator.grid)
 
+
+def test_a_click_next_to_the_last_one_is_instant_and_a_far_click_stops_the_prefetch(widget, qtbot, rng, monkeypatch):
+    predictor = widget.predictor
+    calls = []
+    real_precompute, real_set_image = predictor.precompute, predictor.set_image
+
+    def slow_precompute(image):  # a laptop's encoder: the prefetch is still running when the user clicks
+        around_first = any(np.array_equal(image, widget.annotator.tile_image((), t)) for t in first_around)
+        calls.append("around the first click" if around_first else "background")
+        time.sleep(0.3)
+        return real_precompute(image)
+
+    def recorded_set_image(image, *args):
+        calls.append("foreground")
+        return real_set_image(image, *args)
+
+    monkeypatch.setattr(predictor, "precompute", slow_precompute)
+    monkeypatch.setattr(predictor, "set_image", recorded_set_image)
+    data = (rng.random((700, 1000)) * 60).astype(np.uint8)
+    widget.tile_size.value = 256
+    start(widget, qtbot, data)
+    first_around = widget.annotator.grid.neighbours(widget.annotator.grid.tile_for(450, 320))
+    click(widget, (320, 450), qtbot)  # a tile in the middle: 8 neighbours
+    first = widget.annotator.current.tile
+    qtbot.waitUntil(lambda: calls.count("around the first click") >= 2, timeout=30_000)
+    assert widget.prefetching and not widget.busy  # background work leaves the widget free for prompts
+    widget.clear_prompts()
+    mark = len(calls)
+    widget.points_layer.add(widget.points_layer.world_to_data(np.array([680.0, 20.0])))  # far away: not embedded
+    assert widget.busy  # its tile is embedded in the foreground
+    wait_idle(widget, qtbot)
+    assert widget.annotator.current.tile != first and widget.preview_layer.data.any()
+    qtbot.waitUntil(lambda: not widget.prefetching, timeout=60_000)
+    after = calls[mark:]
+    # the far tile's embedding waited at most for the tile in progress, and the first click's prefetch stopped
+    assert after.index("foreground") <= 1 and after.count("around the first click") <= 1, calls
+    assert "background" in after  # the far click's own neighbours
 
 def test_work_is_autosaved_and_offered_back_after_a_restart(widget, make_napari_viewer, tiny_backend, qtbot, rng):
     data = blobs(rng)

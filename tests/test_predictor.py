@@ -112,6 +112,19 @@ def test_accepts_any_backend_object(tiny_backend, scene):
     assert isinstance(p.get_image_embedding(), np.ndarray)
 
 
+
+def test_precompute_fills_the_cache_without_changing_the_current_image(tiny_backend, scene):
+    backend = CountingBackend(tiny_backend)
+    p = SamPredictor(backend)
+    p.set_image(scene)
+    before = p.predict(**POINT)[0]
+    other = np.ascontiguousarray(scene[::-1])
+    assert p.precompute(other) and not p.precompute(other)  # the second call finds it cached
+    assert backend.encodes == 2 and p.is_cached(other)
+    assert np.array_equal(p.predict(**POINT)[0], before)  # still the first image's masks
+    p.set_image(other)
+    assert p.last_cache_hit and backend.encodes == 2
+
 # -- bad prompts ---------------------------------------------------------------------------------
 
 

@@ -69,14 +69,29 @@ class SamPredictor:
         if image_format == "BGR":
             rgb = np.ascontiguousarray(rgb[..., ::-1])
         start = time.perf_counter()
-        key = embedding_key(rgb, self.backend.identity)
-        features = self.cache.get(key, self.embedding_shape)
-        self.last_cache_hit = features is not None
-        if features is None:
-            features = self.backend.encode(self.transform.apply_image(rgb))
-            self.cache.put(key, features)
+        features, self.last_cache_hit = self._cached_embedding(rgb)
         self.last_encode_seconds = time.perf_counter() - start
         self._set_features(features, rgb.shape[:2])
+
+    def precompute(self, image: np.ndarray) -> bool:
+        """Compute and cache the embedding of ``image`` (as for :meth:`set_image`, RGB) without making it the
+        current image: a background prefetch, safe beside prompts on the current image. True if the encoder ran."""
+        rgb = as_model_view(image)
+        if embedding_key(rgb, self.backend.identity) in self.cache:
+            return False
+        self._cached_embedding(rgb)
+        return True
+
+    def _cached_embedding(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The embedding of an H x W x 3 uint8 RGB image from the cache, else from the encoder (then cached);
+        and whether it came from the cache."""
+        key = embedding_key(rgb, self.backend.identity)
+        features = self.cache.get(key, self.embedding_shape)
+        if features is not None:
+            return features, True
+        features = self.backend.encode(self.transform.apply_image(rgb))
+        self.cache.put(key, features)
+        return features, False
 
     @property
     def embedding_shape(self) -> tuple[int | None, ...]:
