@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 
 from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGenerator
 from tinysam_annotate.amg import GenerationCancelled
+from tinysam_annotate.amg.hierarchical import dense_points_around
 from tinysam_annotate.amg.masks import encode_rle, mask_box, mask_nms, nms
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.build import sam_from_checkpoint
@@ -209,7 +210,20 @@ def test_hierarchical_skips_points_inside_confident_masks(tiny_backend_amg, scen
     assert sparse == 4 and dense < 64  # the union of round-1 masks covers part of the dense grid
     nothing_done = SamHierarchicalMaskGenerator(tiny_backend_amg, high_score_thresh=1e9, **common)
     anns = nothing_done.generate(scene)
-    assert nothing_done.last_round_sizes == (4, 64) and len(anns) > 0
+    assert nothing_done.last_round_sizes == (4, 45) and len(anns) > 0  # 45: see the lattice test below
+
+
+def test_round_two_prompts_the_reference_lattice_around_the_sparse_points():
+    # 64 x 64, 8 points per side: sparse points at 16 and 48, dense stride 8; offsets -1..2 strides around each
+    # sparse point tile the image with points every 8 px from 8 to 56 (64 is outside), the sparse points excluded.
+    sparse = np.array([[16.0, 16.0], [48.0, 16.0], [16.0, 48.0], [48.0, 48.0]])
+    points = dense_points_around(sparse, None, (64, 64), 8)
+    expected = {(float(x), float(y)) for x in range(8, 64, 8) for y in range(8, 64, 8)} - {tuple(p) for p in sparse}
+    assert len(points) == 45 and {tuple(p) for p in points} == expected
+    done = np.zeros((64, 64), bool)
+    done[:20, :20] = True  # a confident round-1 mask over the top-left corner
+    left = {tuple(p) for p in dense_points_around(sparse, done, (64, 64), 8)}
+    assert left == {p for p in expected if not (p[0] < 20 and p[1] < 20)}
 
 
 def test_hierarchical_equals_grid_when_nothing_is_confident(tiny_backend_amg, scene):

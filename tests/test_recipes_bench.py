@@ -157,3 +157,20 @@ def test_the_3d_benchmark_scores_every_nucleus_spanning_three_slices(tiny_backen
     assert all(r["one slice"][1] == 1 for r in rows)  # a plain commit writes one slice
     text = propagation_table(rows, "tiny")
     assert f"{len(rows)} nuclei" in text and "| in 3D (followed) |" in text
+
+
+def test_authors_code_stand_ins_behave_like_torchvision(tmp_path):
+    import torch
+    from PIL import Image
+
+    from recipes.bench.authors_code import _batched_nms, _resize, import_authors_package
+
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], dtype=torch.float32)
+    scores = torch.tensor([0.5, 0.9, 0.8, 0.1])
+    # one category: the 0.9 box suppresses its two overlapping neighbours; kept indexes by decreasing score
+    assert _batched_nms(boxes, scores, torch.zeros(4), 0.7).tolist() == [1, 3]
+    # categories apart: box 2 survives in its own category
+    assert _batched_nms(boxes, scores, torch.tensor([0, 0, 1, 0]), 0.7).tolist() == [1, 2, 3]
+    assert _resize(Image.new("RGB", (40, 20)), (10, 30)).size == (30, 10)  # (h, w) in, PIL's (w, h) out
+    with pytest.raises(FileNotFoundError, match="not a checkout of the TinySAM repository"):
+        import_authors_package(tmp_path)

@@ -5,7 +5,7 @@ prompt decoded with the image embedding repeated (as segment-anything does), and
 every batch upsampled to full resolution as logits (predict_torch(return_logits=True)), scored for
 stability at full resolution, thresholded and boxed before any filtering. Ours filters on
 low-res logits first and upsamples survivors only around their extent. Results (times measured in
-one process, mask agreement as mIoU of each grid mask's best match) go to recipes/results/everything.md.
+one process, mask agreement as mIoU of each grid mask's best match) go to recipes/results/everything_grid.md.
 
     python -m recipes.bench.everything_speed [--checkpoint PATH | --model NAME] [--image PATH] [--points-per-side 32]
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--model", help="a registered model name instead of --checkpoint")
     parser.add_argument("--image", type=Path)
     parser.add_argument("--points-per-side", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "everything.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "everything_grid.md")
     args = parser.parse_args()
 
     thresholds = [(0.88, 0.95), (0.0, 0.0)]

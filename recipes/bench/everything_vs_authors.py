@@ -1,0 +1,132 @@
+"""Everything mode against the TinySAM authors' own hierarchical generator, side by side in one process.
+
+Theirs: ``tinysam.SamHierarchicalMaskGenerator.hierarchical_generate`` from a checkout of their repository, torch
+FP32, on the shipped weights with the shipped model's thresholds. Ours: ``SamHierarchicalMaskGenerator`` on the
+engine under test (default the shipped ONNX INT8). Both times are end to end (image in, masks out: the embedding
+is computed inside the timed call, our cache disabled); the two run alternately, ``--repeats`` times each, and
+the median is reported. Agreement: mean over the authors' masks of the best IoU with one of ours.
+
+    python -m recipes.bench.everything_vs_authors --authors-repo PATH [--images coins nuclei_256.tif picture1.jpg]
+
+PATH is a checkout of github.com/xinghaochen/TinySAM (read at run time; see ``authors_code``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+
+from tinysam_annotate import SamHierarchicalMaskGenerator, SamPredictor, load_model
+from tinysam_annotate.cache import EmbeddingCache
+from tinysam_annotate.io import load_image
+from tinysam_annotate.registry import everything_thresholds, get_spec, require_model_file
+
+from .authors_code import authors_model, import_authors_package
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent.parent / "shared" / "data"
+
+
+def named_image(name: str) -> np.ndarray:
+    """``coins`` (scikit-image's), else a file name in ../shared/data or a path: H x W x 3 uint8 RGB."""
+    if name == "coins":
+        from skimage import data
+
+        return np.stack([data.coins()] * 3, axis=-1)
+    path = Path(name) if Path(name).exists() else SHARED_DATA / name
+    return load_image(path).rgb
+
+
+def as_rles(masks: list[np.ndarray]) -> list[dict]:
+    return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+
+
+def agreement(reference: list[np.ndarray], ours: list[np.ndarray]) -> float:
+    """Mean over ``reference`` masks of the best IoU with one of ``ours`` (1.0 when both are empty)."""
+    if not reference:
+        return 1.0 if not ours else 0.0
+    if not ours:
+        return 0.0
+    ious = np.asarray(mask_utils.iou(as_rles(reference), as_rles(ours), [0] * len(ours)), dtype=np.float64)
+    return float(ious.reshape(len(reference), len(ours)).max(axis=1).mean())
+
+
+def timed(run: Any, image: np.ndarray) -> tuple[float, list[np.ndarray]]:
+    start = time.perf_counter()
+    masks = run(image)
+    return time.perf_counter() - start, masks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--authors-repo", type=Path, required=True, help="a checkout of github.com/xinghaochen/TinySAM")
+    parser.add_argument("--model", default="tinysam-synth")
+    parser.add_argument("--backend", default="onnx")
+    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--images", nargs="+", default=["coins", "nuclei_256.tif", "picture1.jpg"])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "everything.md")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    spec = get_spec(args.model)
+    thresholds = everything_thresholds(args.model)
+    tinysam = import_authors_package(args.authors_repo)
+    theirs_model = authors_model(args.authors_repo, require_model_file(spec))
+    ours_model = load_model(args.model, backend=args.backend, precision=args.precision)
+
+    def run_theirs(image: np.ndarray) -> list[np.ndarray]:
+        generator = tinysam.SamHierarchicalMaskGenerator(
+            theirs_model, pred_iou_thresh=thresholds.pred_iou, stability_score_thresh=thresholds.stability)
+        return [a["segmentation"] for a in generator.hierarchical_generate(image)]
+
+    def run_ours(image: np.ndarray) -> list[np.ndarray]:
+        predictor = SamPredictor(ours_model, cache=EmbeddingCache(None, memory_bytes=0))
+        return [a["segmentation"] for a in SamHierarchicalMaskGenerator(predictor).generate(image)]
+
+    rows = []
+    for name in args.images:
+        image = named_image(name)
+        ours_times, theirs_times = [], []
+        for _ in range(args.repeats):
+            seconds, ours_masks = timed(run_ours, image)
+            ours_times.append(seconds)
+            seconds, theirs_masks = timed(run_theirs, image)
+            theirs_times.append(seconds)
+        ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
+        rows.append((name, image.shape, theirs_s, len(theirs_masks), ours_s, len(ours_masks),
+                     theirs_s / ours_s, agreement(theirs_masks, ours_masks)))
+        print(rows[-1], flush=True)
+
+    engine = f"{args.backend} {args.precision}"
+    lines = [
+        "# Everything mode: ours against the TinySAM authors' hierarchical generator",
+        "",
+        f"Model {args.model} (shipped weights), thresholds pred_iou {thresholds.pred_iou} / stability "
+        f"{thresholds.stability} on both sides; theirs: their repository's `hierarchical_generate`, torch FP32; ours: "
+        f"`SamHierarchicalMaskGenerator` on {engine} (its defaults: batch sized from the memory budget, duplicate masks "
+        f"removed). {args.threads} CPU threads, one process, run alternately, median of {args.repeats}; times end to end "
+        "(embedding included, cache off). Agreement: mean over the authors' masks of the best IoU with one of ours.",
+        "",
+        "| image | size | theirs (s) | their masks | ours (s) | our masks | speed-up | agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, shape, theirs_s, theirs_n, ours_s, ours_n, speed, agree in rows:
+        lines.append(f"| {name} | {shape[1]} x {shape[0]} | {theirs_s:.1f} | {theirs_n} | {ours_s:.1f} | {ours_n} | "
+                     f"{speed:.1f}x | {agree:.3f} |")
+    lines += ["", f"Written by `python -m recipes.bench.everything_vs_authors --authors-repo PATH --images "
+              f"{' '.join(args.images)} --repeats {args.repeats}`.", ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
