@@ -39,6 +39,18 @@ def test_an_image_over_the_derived_pixel_limit_is_refused_outright():
         budget.reserve(object(), 6300, 6300, "bomb.png")
 
 
+
+def test_opening_a_file_checks_the_budgets_pixel_limit_from_its_header(tiny_backend, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "wide.png"
+    Image.new("L", (400, 300)).save(path)
+    budget = MemoryBudget(2 * 200 * 200 * SESSION_BYTES_PER_PIXEL)  # its pixel limit: 200 x 200
+    state = h.AppState(workdir=tmp_path / "session")
+    with pytest.raises(ImageTooLargeError, match=f"over the limit of {pixel_limit(budget.budget_bytes):,}"):
+        h.open_image(state, Engine(tiny_backend, EmbeddingCache(directory=None)), path, budget=budget)
+    assert state.session is None and budget.reserved_bytes == 0
+
 def test_closed_sessions_give_way_oldest_first_and_only_when_needed():
     budget = MemoryBudget(3 * 100 * 100 * SESSION_BYTES_PER_PIXEL)
     old, newer, open_tab, newcomer = object(), object(), object(), object()

@@ -18,13 +18,13 @@ import numpy as np
 
 from ..amg import GenerationCancelled
 from ..errors import TinySamAnnotateError
-from ..io.image import load_image, read_image
+from ..io.image import DEFAULT_MAX_PIXELS, load_image, read_image
 from ..io.labels import label_image_name
 from ..service import everything_generator
 from ..session import DEFAULT_CLEANUP, AnnotationSession, SessionError
 from ..visualize import id_colours
 from .engine import Engine
-from .memory import MemoryBudget
+from .memory import MemoryBudget, pixel_limit
 from .view import ZOOMS, View, ViewError, fit_view, pan
 
 MODES = ("positive", "negative", "box")
@@ -100,10 +100,13 @@ def names_only(path: str | Path) -> Iterator[None]:
 
 
 def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, name: str = "image.png",
-               max_pixels: int = 40_000_000, channels: tuple[int, ...] | int | None = None,
+               max_pixels: int | None = None, channels: tuple[int, ...] | int | None = None,
                categories: list[str] | None = None, budget: MemoryBudget | None = None) -> AppState:
     """Load a file (size checked from its header before decoding) or an array and start annotating it, once
-    ``budget`` (the app's memory shared by all sessions) has room for the session's work on it."""
+    ``budget`` (the app's memory shared by all sessions) has room for the session's work on it.
+    ``max_pixels`` (per image, checked before decoding): None takes the budget's limit, or the reader's default."""
+    if max_pixels is None:
+        max_pixels = pixel_limit(budget.budget_bytes) if budget is not None else DEFAULT_MAX_PIXELS
     if isinstance(image, (str, Path)):
         with names_only(image):
             source = read_image(image, max_pixels=max_pixels)

@@ -140,6 +140,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
     def forget(state: h.AppState) -> None:
         """Gradio dropped the state (idle past its lifetime, or an hour after the tab closed): files and memory go."""
         turns.forget(state)
+        for key in [k for k, v in open_sessions.items() if v is state]:  # a tab whose unload never came
+            del open_sessions[key]
         h.close(state)
         state.session = None
         budget.release(state)
@@ -271,7 +273,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             received(state, path)
             progress(0.1, desc="computing the image embedding")
             engine = registry.get(model_name, backend_name, precision_name)
-            h.open_image(state, engine, path, max_pixels=config.max_pixels, channels=parse_channels(chans), budget=budget)
+            h.open_image(state, engine, path, channels=parse_channels(chans), budget=budget)
 
         def open_named_example(state, name, model_name, backend_name, precision_name, progress=gr.Progress()):
             progress(0.1, desc="computing the image embedding")
