@@ -167,19 +167,23 @@ class StackAnnotator:
 
     def prefetcher(self, key: PlaneKey, tile: Box) -> Iterator[tuple[int, int]]:
         """Embed the tiles around ``tile`` of plane ``key`` that are not cached yet, nearest first, into the
-        cache only (the predictor's current image stays); yields (tiles done, tiles to do) after each one.
+        cache only (the predictor's current image stays); yields (tiles embedded, tiles looked at) after each encoder pass.
 
         Call it on the thread that owns the annotator (it reads the plane there); iterate it on a worker and
         stop between tiles by no longer iterating. A click's :meth:`iter_embed` waits for the tile in progress.
         """
         view = self.source.model_view(key)
-        todo = [t for t in self.grid.neighbours(tile) if self.needs_embedding(key, t)]
+        # The cache is consulted on the worker: hashing eight tiles here would hold up the GUI thread.
+        todo = [t for t in self.grid.neighbours(tile) if (key, t) not in self._sessions]
 
         def run() -> Iterator[tuple[int, int]]:
-            for done, (x0, y0, x1, y1) in enumerate(todo):
+            encoded = 0
+            for x0, y0, x1, y1 in todo:
                 with self._encoding:
-                    self.predictor.precompute(np.ascontiguousarray(view[y0:y1, x0:x1]))
-                yield done + 1, len(todo)
+                    ran = self.predictor.precompute(np.ascontiguousarray(view[y0:y1, x0:x1]))
+                if ran:
+                    encoded += 1
+                    yield encoded, len(todo)
 
         return run()
 

@@ -76,11 +76,8 @@ class SamPredictor:
     def precompute(self, image: np.ndarray) -> bool:
         """Compute and cache the embedding of ``image`` (as for :meth:`set_image`, RGB) without making it the
         current image: a background prefetch, safe beside prompts on the current image. True if the encoder ran."""
-        rgb = as_model_view(image)
-        if embedding_key(rgb, self.backend.identity) in self.cache:
-            return False
-        self._cached_embedding(rgb)
-        return True
+        _, from_cache = self._cached_embedding(as_model_view(image))
+        return not from_cache
 
     def _cached_embedding(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
         """The embedding of an H x W x 3 uint8 RGB image from the cache, else from the encoder (then cached);

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
 from tinysam_annotate import SamHierarchicalMaskGenerator, SamPredictor, load_model
 from tinysam_annotate.cache import EmbeddingCache
@@ -29,6 +28,7 @@ from tinysam_annotate.io import load_image
 from tinysam_annotate.registry import everything_thresholds, get_spec, require_model_file
 
 from .authors_code import authors_model, import_authors_package
+from .everything import agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent.parent / "shared" / "data"
@@ -39,23 +39,9 @@ def named_image(name: str) -> np.ndarray:
     if name == "coins":
         from skimage import data
 
-        return np.stack([data.coins()] * 3, axis=-1)
+        return load_image(data.coins()).rgb
     path = Path(name) if Path(name).exists() else SHARED_DATA / name
     return load_image(path).rgb
-
-
-def as_rles(masks: list[np.ndarray]) -> list[dict]:
-    return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
-
-
-def agreement(reference: list[np.ndarray], ours: list[np.ndarray]) -> float:
-    """Mean over ``reference`` masks of the best IoU with one of ``ours`` (1.0 when both are empty)."""
-    if not reference:
-        return 1.0 if not ours else 0.0
-    if not ours:
-        return 0.0
-    ious = np.asarray(mask_utils.iou(as_rles(reference), as_rles(ours), [0] * len(ours)), dtype=np.float64)
-    return float(ious.reshape(len(reference), len(ours)).max(axis=1).mean())
 
 
 def timed(run: Any, image: np.ndarray) -> tuple[float, list[np.ndarray]]:
