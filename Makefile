@@ -23,9 +23,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/tinysam-annotate app --host 127.0.0.1 --port 7860
 
-# Style and the layer boundary (the runtime never imports torch: pyproject.toml [tool.importlinter]).
+# Style, types (pyproject.toml [tool.mypy]) and the layer boundary (the runtime never imports torch:
+# pyproject.toml [tool.importlinter]).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: lint

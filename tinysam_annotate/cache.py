@@ -147,7 +147,7 @@ class EmbeddingCache:
             log.warning("embedding cache directory %s is not writable (%s); caching in memory only", self.directory, exc)
         self.disk_enabled = False
 
-    def _read_disk(self, key: str, expected_shape: tuple[int, ...] | None) -> np.ndarray | None:
+    def _read_disk(self, key: str, expected_shape: tuple[int | None, ...] | None) -> np.ndarray | None:
         path = self.path_for(key)
         try:
             data = path.read_bytes()
@@ -224,12 +224,13 @@ def _decode_entry(data: bytes, key: str) -> np.ndarray | None:
     (header_len,) = _HEADER_LEN.unpack_from(data, len(_MAGIC))
     try:
         header = json.loads(data[start : start + header_len])
-        fields = {"key": str(header["key"]), "shape": [int(n) for n in header["shape"]], "dtype": str(header["dtype"])}
+        entry_key, dims, dtype = str(header["key"]), [int(n) for n in header["shape"]], str(header["dtype"])
         checksum = str(header["sha256"])
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
-    shape = tuple(fields["shape"])
-    if fields["key"] != key or fields["dtype"] != "float32" or not 1 <= len(shape) <= 8 or min(shape) < 1:
+    fields = {"key": entry_key, "shape": dims, "dtype": dtype}
+    shape = tuple(dims)
+    if entry_key != key or dtype != "float32" or not 1 <= len(shape) <= 8 or min(shape) < 1:
         return None
     payload = data[start + header_len :]
     if len(payload) != 4 * int(np.prod(shape)) or _checksum(fields, payload) != checksum:

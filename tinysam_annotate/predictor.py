@@ -9,6 +9,7 @@ decoded against it.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,21 @@ def _to_numpy(tensor: Any) -> np.ndarray | None:
     return np.asarray(tensor)
 
 
+@dataclass(frozen=True)
+class EmbeddedImage:
+    """The current image of a predictor: its embedding 1 x C x e x e, its (H, W), and its (H, W) once resized
+    so that its longest side is the encoder's input size."""
+
+    features: np.ndarray
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
 class SamPredictor:
     """Compute an image embedding once, then predict masks for many prompts quickly."""
 
     mask_threshold: float = 0.0
+    _image: EmbeddedImage | None
 
     def __init__(self, sam_model: Any, cache: EmbeddingCache | None = None) -> None:
         self.backend = as_backend(sam_model)
@@ -118,30 +130,43 @@ class SamPredictor:
         self._set_features(np.asarray(features, dtype=np.float32), original_image_size)
 
     def _set_features(self, features: np.ndarray, original_size: tuple[int, int]) -> None:
-        self.features = features
-        self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = preprocess_shape(*self.original_size, self.backend.image_size)
-        self.is_image_set = True
+        size = (int(original_size[0]), int(original_size[1]))
+        self._image = EmbeddedImage(features, size, preprocess_shape(*size, self.backend.image_size))
 
     def reset_image(self) -> None:
         """Forget the current image."""
-        self.is_image_set = False
-        self.features: np.ndarray | None = None
-        self.original_size: tuple[int, int] | None = None
-        self.input_size: tuple[int, int] | None = None
+        self._image = None
+
+    # segment-anything's SamPredictor attributes, None while no image is set
+    @property
+    def is_image_set(self) -> bool:
+        return self._image is not None
+
+    @property
+    def features(self) -> np.ndarray | None:
+        return None if self._image is None else self._image.features
+
+    @property
+    def original_size(self) -> tuple[int, int] | None:
+        return None if self._image is None else self._image.original_size
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        return None if self._image is None else self._image.input_size
 
     def get_image_embedding(self) -> Any:
         """The current embedding, 1 x C x e x e (C=256, e=64): a torch tensor for torch models, else numpy."""
-        self._require_image()
-        return self.backend.as_native(self.features)
+        return self.backend.as_native(self.embedded_image().features)
 
     @property
     def device(self) -> str:
         return self.backend.device
 
-    def _require_image(self) -> None:
-        if not self.is_image_set:
+    def embedded_image(self) -> EmbeddedImage:
+        """The current image; ImageNotSetError when none is set."""
+        if self._image is None:
             raise ImageNotSetError("an image must be set with .set_image(...) before mask prediction")
+        return self._image
 
     # -- prediction -------------------------------------------------------------------------------
 
@@ -162,12 +187,10 @@ class SamPredictor:
         IoU predictions C, and low-res logits C x 256 x 256; with a batch of boxes each gains a
         leading B axis. C is 3 with multimask_output (always for TinySAM), else 1.
         """
-        self._require_image()
-        prompts = validate_prompts(
-            self.original_size, point_coords, point_labels, box, mask_input, self.backend.low_res_size
-        )
-        points = self.transform.apply_coords(prompts.points, self.original_size)
-        boxes = None if prompts.boxes is None else self.transform.apply_boxes(prompts.boxes, self.original_size)
+        size = self.embedded_image().original_size
+        prompts = validate_prompts(size, point_coords, point_labels, box, mask_input, self.backend.low_res_size)
+        points = self.transform.apply_coords(prompts.points, size)
+        boxes = None if prompts.boxes is None else self.transform.apply_boxes(prompts.boxes, size)
         start = time.perf_counter()
         masks, iou, low_res = self._decode(points, prompts.labels, boxes, prompts.mask_input, multimask_output, return_logits)
         self.last_decode_seconds = time.perf_counter() - start
@@ -190,14 +213,14 @@ class SamPredictor:
         tensors or arrays). Returns masks B x C x H x W, IoU B x C and low-res logits B x C x 256 x 256 as the
         engine's tensors (torch tensors on the model's device for a torch model).
         """
-        self._require_image()
+        self.embedded_image()
         if point_coords is None and boxes is None and mask_input is None:
             raise PromptError("no prompt given: pass point_coords/point_labels, boxes, or mask_input")
         if (point_coords is None) != (point_labels is None):
             raise PromptError("point_coords and point_labels must be given together")
         points, labels, box_np, mask_np = map(_to_numpy, (point_coords, point_labels, boxes, mask_input))
         batch = max(a.shape[0] for a in (points, box_np, mask_np) if a is not None)
-        if points is None:
+        if points is None or labels is None:  # given together or not at all
             points, labels = np.zeros((batch, 0, 2), np.float32), np.zeros((batch, 0), np.int64)
         masks, iou, low_res = self._decode(points, labels, box_np, mask_np, multimask_output, return_logits)
         return tuple(self.backend.as_native(np.ascontiguousarray(a)) for a in (masks, iou, low_res))  # type: ignore[return-value]
@@ -211,16 +234,17 @@ class SamPredictor:
         multimask_output: bool,
         return_logits: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image = self.embedded_image()
         coords, unified_labels = to_decoder_inputs(points, labels, boxes)
-        low_res, iou = self.backend.decode(self.features, coords, unified_labels, mask_input, multimask_output)
+        low_res, iou = self.backend.decode(image.features, coords, unified_labels, mask_input, multimask_output)
         if return_logits:
-            return postprocess_masks(low_res, self.backend.image_size, self.input_size, self.original_size), iou, low_res
-        return self._binary_masks(low_res), iou, low_res
+            return postprocess_masks(low_res, self.backend.image_size, image.input_size, image.original_size), iou, low_res
+        return self._binary_masks(low_res, image), iou, low_res
 
-    def _binary_masks(self, low_res: np.ndarray) -> np.ndarray:
+    def _binary_masks(self, low_res: np.ndarray, image: EmbeddedImage) -> np.ndarray:
         """B x M x H x W boolean masks, upsampling each only around its extent (exact; fast for small objects)."""
-        frame = UpsampleFrame.build(self.backend.low_res_size, self.backend.image_size, self.input_size, self.original_size)
-        masks = np.zeros((*low_res.shape[:2], *self.original_size), dtype=bool)
+        frame = UpsampleFrame.build(self.backend.low_res_size, self.backend.image_size, image.input_size, image.original_size)
+        masks = np.zeros((*low_res.shape[:2], *image.original_size), dtype=bool)
         for b in range(low_res.shape[0]):
             for m in range(low_res.shape[1]):
                 found = frame.block(low_res[b, m], self.mask_threshold)

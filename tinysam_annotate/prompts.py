@@ -62,7 +62,10 @@ def validate_prompts(
     reordered and boxes reaching past the border are clipped to it; a box with no area left is an error.
     """
     height, width = image_size
-    points = labels = boxes = masks = None
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    masks: np.ndarray | None = None
     if point_coords is not None or point_labels is not None:
         if point_coords is None or point_labels is None:
             raise PromptError("point_coords and point_labels must be given together")
@@ -96,6 +99,7 @@ def validate_prompts(
             )
     if mask_input is not None:
         masks = _as_float_array("mask_input", mask_input).astype(np.float32)
+        given_shape = masks.shape
         if masks.ndim == 2:
             masks = masks[None]
         if masks.ndim == 3:
@@ -103,7 +107,7 @@ def validate_prompts(
         if masks.ndim != 4 or masks.shape[1:] != (1, low_res_size, low_res_size):
             raise PromptError(
                 f"mask_input must be 1 x {low_res_size} x {low_res_size} low-res logits (pick one mask of a previous "
-                f"prediction, e.g. low_res[i][None]), got shape {np.shape(mask_input)}"
+                f"prediction, e.g. low_res[i][None]), got shape {given_shape}"
             )
     if points is None and boxes is None and masks is None:
         raise PromptError("no prompt given: pass point_coords/point_labels, a box, or mask_input")
@@ -114,7 +118,7 @@ def validate_prompts(
         points.shape[0] if points is not None and points.ndim == 3 else 1,
         masks.shape[0] if masks is not None else 1,
     )
-    if points is None:
+    if points is None or labels is None:  # given together or not at all
         points, labels = np.zeros((batch, 0, 2)), np.zeros((batch, 0), dtype=np.int64)
     elif points.ndim == 2:
         points, labels = np.broadcast_to(points, (batch, *points.shape)), np.broadcast_to(labels, (batch, *labels.shape))

@@ -275,7 +275,7 @@ class AnnotationSession:
         """Run a mask generator (``generator_factory(predictor)``) on the image and add its masks as one undo step."""
         generator = generator_factory(self.predictor)  # shares the embedding already computed
         records = generator.generate(self.image, progress=progress, should_stop=should_stop)
-        prompts = [PromptRecord("everything", tuple(tuple(map(float, p)) for p in r["point_coords"]),
+        prompts = [PromptRecord("everything", tuple((float(p[0]), float(p[1])) for p in r["point_coords"]),
                                 (1,) * len(r["point_coords"])) for r in records]
         return self.add_objects([r["segmentation"] for r in records], [float(r["predicted_iou"]) for r in records],
                                 category, prompts)

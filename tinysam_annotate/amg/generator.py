@@ -79,7 +79,11 @@ class SamAutomaticMaskGenerator:
         points_per_batch: prompts per decoder call; None (default) sizes it when an image starts so that the
         process stays within ``memory_budget`` bytes (see :mod:`.memory`).
         """
-        if (points_per_side is None) == (point_grids is None):
+        if point_grids is None:
+            if points_per_side is None:
+                raise ValueError("give exactly one of points_per_side and point_grids")
+            point_grids = build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+        elif points_per_side is not None:
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
@@ -87,11 +91,7 @@ class SamAutomaticMaskGenerator:
             raise ValueError("points_per_batch must be >= 1")
         self.predictor = model if isinstance(model, SamPredictor) else SamPredictor(model)
         self.points_per_side = points_per_side
-        self.point_grids = (
-            build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
-            if points_per_side is not None
-            else point_grids
-        )
+        self.point_grids = point_grids
         self.points_per_batch = points_per_batch
         self.memory_budget = memory_budget
         self.last_batch_size = points_per_batch or 0  # the batch the last image ran with
@@ -171,17 +171,18 @@ class SamAutomaticMaskGenerator:
         """
         p = self.predictor
         backend = p.backend
-        frame = UpsampleFrame.build(backend.low_res_size, backend.image_size, p.input_size, p.original_size)
-        crop_h, crop_w = p.original_size
+        embedded = p.embedded_image()
+        frame = UpsampleFrame.build(backend.low_res_size, backend.image_size, embedded.input_size, embedded.original_size)
+        crop_h, crop_w = embedded.original_size
         union = np.zeros((crop_h, crop_w), dtype=bool) if high_score_thresh is not None else None
         x0, y0 = crop_box[0], crop_box[1]
         out: list[Candidate] = []
         step = self._batch_size()
         for start in range(0, len(points), step):
             batch = points[start : start + step]
-            coords = p.transform.apply_coords(batch, p.original_size)[:, None, :]
+            coords = p.transform.apply_coords(batch, embedded.original_size)[:, None, :]
             coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
-            low, iou = backend.decode(p.features, coords, labels, None, True)
+            low, iou = backend.decode(embedded.features, coords, labels, None, True)
             n_masks = low.shape[1]
             low = low.reshape(-1, *low.shape[2:])
             iou = iou.reshape(-1)

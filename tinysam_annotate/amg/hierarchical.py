@@ -27,6 +27,8 @@ SPARSE_FACTOR = 4
 class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
     """TinySAM's hierarchical strategy on top of SAM's generator (same filters and output dicts)."""
 
+    points_per_side: int  # always given: the dense side of round 2 (the sparse round uses a quarter of it)
+
     def __init__(self, model: Any, points_per_side: int = 32, high_score_thresh: float = 8.5, **kwargs: Any) -> None:
         if kwargs.get("crop_n_layers", 0):
             raise ValueError("hierarchical everything mode works on the whole image (crop_n_layers=0)")

@@ -223,7 +223,8 @@ def last_prompt_position(state: AppState) -> tuple[float, float] | None:
     if state.box_corner is not None:
         return state.box_corner
     if session is not None and session.points:
-        return tuple(session.points[-1])
+        x, y = session.points[-1]
+        return (float(x), float(y))
     if session is not None and session.box is not None:
         x0, y0, x1, y1 = session.box
         return (x0 + x1) / 2, (y0 + y1) / 2

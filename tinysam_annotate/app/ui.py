@@ -147,7 +147,8 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
         budget.release(state)
 
     def remember(state: h.AppState, request: gr.Request) -> h.AppState:
-        open_sessions[request.session_hash] = state
+        if request.session_hash is not None:
+            open_sessions[request.session_hash] = state
         return state
 
     def evict(state: h.AppState) -> None:
@@ -158,7 +159,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
     async def on_unload(request: gr.Request) -> None:
         """The tab closed: its files go now, after the session's running event (the annotations stay in memory until
         Gradio drops the state, so a browser that only lost its connection keeps its work)."""
-        state = open_sessions.pop(request.session_hash, None)
+        state = open_sessions.pop(request.session_hash, None) if request.session_hash is not None else None
         if state is not None:
             async with turns.lock(state):
                 h.close(state)
@@ -296,7 +297,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
                 coco, labels = h.export(state)
             except TinySamAnnotateError as exc:
                 return (*user_error(state, exc), gr.update())
-            state.message = f"exported {len(state.session.objects)} objects"
+            state.message = f"exported {len(h.require_session(state).objects)} objects"
             return (*views(state), [str(coco), str(labels)])
 
         def on_model(state, model_name, backend_name, precision_name, progress=gr.Progress()):
@@ -311,7 +312,7 @@ def build_app(config: AppConfig = AppConfig(), registry: EngineRegistry | None =
             trigger(handler, [state, *inputs], out or outputs, trigger_mode="multiple", show_progress_on=[progress_line],
                     **kwargs)
 
-        model_inputs = [model, backend, precision]
+        model_inputs: list[Any] = [model, backend, precision]
         for control in model_inputs:
             on(control.input, on_model, model_inputs)
         on(upload.upload, open_file, [upload, channels, *model_inputs], api_name="open")

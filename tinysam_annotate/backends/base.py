@@ -31,8 +31,16 @@ class Backend(Protocol):
     image_size: int  # side of the square model input, 1024 for official models
     low_res_size: int  # side of the low-res logits, 256 for official models
     always_multimask: bool  # TinySAM: three masks whatever multimask_output says
-    device: str  # where it computes: "cpu", "cuda", "cuda:0", ...
-    device_description: str  # e.g. "cpu", "cuda:0", "CPUExecutionProvider"
+
+    @property
+    def device(self) -> str:
+        """Where it computes: "cpu", "cuda", "cuda:0", ..."""
+        ...
+
+    @property
+    def device_description(self) -> str:
+        """What it runs on in words, e.g. "cpu", "cuda:0", "CPUExecutionProvider"."""
+        ...
 
     def encode(self, resized_image: np.ndarray) -> np.ndarray:
         """h x w x 3 RGB image (uint8 or float in 0..255) with max(h, w) == image_size -> 1 x C x e x e float32."""

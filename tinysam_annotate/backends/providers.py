@@ -58,7 +58,7 @@ def plan_providers(
     dropped, logged, and listed in ``missing``. CPU is always appended as the last resort unless strict.
     """
     explicit = requested is not None
-    wanted = [canonical_provider(p) for p in requested] if explicit else list(DEFAULT_ORDER)
+    wanted = [canonical_provider(p) for p in requested] if requested is not None else list(DEFAULT_ORDER)
     missing = [p for p in wanted if p not in available]
     if explicit and missing and strict:
         raise ProviderError(

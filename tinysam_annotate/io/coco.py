@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeGuard
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -285,7 +285,8 @@ def _structure(coco: Any, max_pixels: int) -> tuple[list[str], list[tuple[dict[s
         if aid in seen:
             problems.append(f"duplicate annotation id {aid}")
         seen.add(aid)
-        img = images.get(ann.get("image_id")) if _is_int(ann.get("image_id")) else None
+        image_id = ann.get("image_id")
+        img = images.get(image_id) if _is_int(image_id) else None
         if img is None:
             problems.append(f"annotation {aid}: unknown image_id {_short(ann.get('image_id'))}")
             continue
@@ -369,7 +370,7 @@ def _raise(problems: list[str]) -> None:
         raise CocoFormatError(f"invalid COCO data: {shown}")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

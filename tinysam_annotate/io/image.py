@@ -237,13 +237,13 @@ def _read_pillow(path: Path, head: bytes, max_pixels: int) -> ImageSource:
         try:
             Image.MAX_IMAGE_PIXELS = None  # our own limit was checked above
             img.load()
-            img = ImageOps.exif_transpose(img)
+            upright = ImageOps.exif_transpose(img)
         except OSError as exc:
             kind = TruncatedImageError if "truncat" in str(exc).lower() else UnsupportedImageError
             raise kind(f"cannot decode {path.name}: {exc}") from None
         finally:
             Image.MAX_IMAGE_PIXELS = old_limit
-        data, axes = _pillow_to_array(img)
+        data, axes = _pillow_to_array(upright)
     return ImageSource(data, axes, path, {"format": fmt})
 
 

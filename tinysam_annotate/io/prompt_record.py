@@ -68,21 +68,24 @@ class PromptRecord:
         if not isinstance(raw, dict):
             raise PromptRecordError(f"prompts must be an object, got {type(raw).__name__}")
         source = raw.get("source", raw.get("mode", "click"))
+        if not isinstance(source, str):
+            raise PromptRecordError(f"source must be a string, got {source!r:.80}")
         points = _points(raw.get("points", raw.get("point_coords", [])))
         labels = raw.get("point_labels", [1] * len(points))
         if not isinstance(labels, list) or not all(v in (0, 1) and not isinstance(v, bool) for v in labels):
             raise PromptRecordError(f"point_labels must be a list of 0 and 1, got {labels!r:.80}")
-        box = raw.get("box")
-        if box is not None:
-            box = _numbers("box", box)
-            if len(box) != 4:
-                raise PromptRecordError(f"box must have 4 numbers (x0, y0, x1, y1), got {len(box)}")
+        box = None
+        if raw.get("box") is not None:
+            numbers = _numbers("box", raw["box"])
+            if len(numbers) != 4:
+                raise PromptRecordError(f"box must have 4 numbers (x0, y0, x1, y1), got {len(numbers)}")
+            box = (numbers[0], numbers[1], numbers[2], numbers[3])
         plane = raw.get("plane")
         if plane is not None and (not isinstance(plane, list) or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                           for v in plane)):
             raise PromptRecordError(f"plane must be a list of integers, got {plane!r:.80}")
         return cls(source, points, tuple(int(v) for v in labels),
-                   None if box is None else tuple(box), None if plane is None else tuple(plane))
+                   box, None if plane is None else tuple(plane))
 
 
 def _numbers(name: str, value: Any) -> tuple[float, ...]:
