@@ -14,14 +14,14 @@ from tqdm import tqdm
 
 from .amg import SamAutomaticMaskGenerator
 from .errors import ImageError, TinySamAnnotateError
-from .io.coco import decode_rle, read_coco, rle_annotation, rle_from_mask, write_coco
+from .io.coco import decode_rle, rle_annotation, rle_from_mask
+from .io.coco_journal import DEFAULT_CATEGORY_ID, CocoJournal, ImageAnnotations
 from .io.image import load_image
 from .io.labels import label_image_name, masks_to_labels, write_label_image
 from .io.prompt_record import PromptRecord
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-CATEGORY = {"id": 1, "name": "object"}
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -49,17 +49,6 @@ class BatchResult:
     annotations: int
 
 
-@dataclass
-class ImageAnnotations:
-    """Everything mode's output for one image, without COCO ids (assigned when merged into a file)."""
-
-    file_name: str
-    height: int
-    width: int
-    annotations: list[dict[str, Any]]  # segmentation (RLE, counts str), area, bbox, score, attributes
-    error: str | None = None
-
-
 def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
                    labels_dir: str | os.PathLike | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ImageAnnotations:
@@ -80,40 +69,13 @@ def annotate_image(path: Path, generator: SamAutomaticMaskGenerator,
             "prompts": PromptRecord("everything", tuple(tuple(p) for p in ann["point_coords"]), (1,)).to_json(),
             "stability_score": float(ann["stability_score"]),
         }
-        out.append(rle_annotation(rle, 0, 0, CATEGORY["id"], ann["predicted_iou"], attributes))
+        out.append(rle_annotation(rle, 0, 0, DEFAULT_CATEGORY_ID, ann["predicted_iou"], attributes))
         if labels_dir is not None:
             masks.append(decode_rle(rle))
     if labels_dir is not None:
         labels = masks_to_labels(masks, (h, w)) if masks else np.zeros((h, w), np.uint16)
         write_label_image(Path(labels_dir) / label_image_name(path.name), labels)
     return ImageAnnotations(path.name, h, w, out)
-
-
-class CocoAccumulator:
-    """A COCO file being filled image by image: knows which images are done and assigns fresh ids."""
-
-    def __init__(self, out: str | os.PathLike) -> None:
-        self.out = Path(out)
-        self.coco = read_coco(self.out) if self.out.exists() else {"images": [], "annotations": [], "categories": [CATEGORY]}
-        self.done = {img["file_name"] for img in self.coco["images"]}
-        self.next_image = max((img["id"] for img in self.coco["images"]), default=0) + 1
-        self.next_ann = max((a["id"] for a in self.coco["annotations"]), default=0) + 1
-
-    def add(self, result: ImageAnnotations) -> bool:
-        """Add one image's annotations (False when that image is already in the file)."""
-        if result.file_name in self.done or result.error is not None:
-            return False
-        self.coco["images"].append({"id": self.next_image, "file_name": result.file_name, "height": result.height,
-                                    "width": result.width})
-        for ann in result.annotations:
-            self.coco["annotations"].append({**ann, "id": self.next_ann, "image_id": self.next_image})
-            self.next_ann += 1
-        self.done.add(result.file_name)
-        self.next_image += 1
-        return True
-
-    def write(self) -> Path:
-        return write_coco(self.out, self.coco)
 
 
 def check_unique_names(images: list[Path]) -> None:
@@ -131,9 +93,9 @@ def annotate_folder(
     progress: bool = True,
     on_image: Callable[[Path, int], None] | None = None,
 ) -> BatchResult:
-    """Run everything mode on each image and write a COCO file after every image (atomically).
+    """Run everything mode on each image into one COCO file (journaled per image, written at the end).
 
-    Images whose file name is already in ``out`` are skipped, so a rerun after an interruption
+    Images whose file name is already in ``out`` or its journal are skipped, so a rerun after an interruption
     finishes only what is missing. Unreadable images are reported and skipped, never fatal.
     """
     def work(path: Path) -> ImageAnnotations:
@@ -165,26 +127,27 @@ def prompt_bar(name: str, enabled: bool = True) -> Iterator[Callable[[int, int],
 def folder_to_coco(images: list[Path], out: str | os.PathLike, work: Callable[[Path], ImageAnnotations | None],
                    desc: str, progress: bool = True, on_image: Callable[[Path, int], None] | None = None,
                    categories: list[dict[str, Any]] | None = None) -> BatchResult:
-    """Run ``work`` on each image not yet in ``out`` (None: nothing to do for it) and write ``out`` after each."""
+    """Run ``work`` on each image not yet in ``out`` (None: nothing to do for it); each result is journaled as it
+    comes and ``out`` is written once, at the end or when the run is interrupted (Ctrl-C keeps what was done)."""
     check_unique_names(images)
-    coco = CocoAccumulator(out)
-    if categories is not None and not coco.coco["annotations"]:
-        coco.coco["categories"] = categories
+    coco = CocoJournal(out, categories)
     result = BatchResult([], [], {}, 0)
-    for path in tqdm(images, desc=desc, unit="image", disable=not progress):
-        annotated = None if path.name in coco.done else work(path)
-        if annotated is None:
-            result.skipped.append(path.name)
-            continue
-        if annotated.error is not None:
-            result.failed[path.name] = annotated.error
-            continue
-        coco.add(annotated)
-        coco.write()
-        result.processed.append(path.name)
-        result.annotations += len(annotated.annotations)
-        if on_image is not None:
-            on_image(path, len(annotated.annotations))
+    try:
+        for path in tqdm(images, desc=desc, unit="image", disable=not progress):
+            annotated = None if coco.is_done(path.name) else work(path)
+            if annotated is None:
+                result.skipped.append(path.name)
+                continue
+            if annotated.error is not None:
+                result.failed[path.name] = annotated.error
+                continue
+            coco.add(annotated)
+            result.processed.append(path.name)
+            result.annotations += len(annotated.annotations)
+            if on_image is not None:
+                on_image(path, len(annotated.annotations))
+    finally:
+        coco.finish([p.name for p in images])
     return result
 
 

@@ -1,11 +1,11 @@
 """Dataset-scale batch annotation on Ray: everything mode, box prompts and embedding precompute.
 
 Ray Data runs an actor pool (``ActorPoolStrategy``), each actor holding one engine (model + generator)
-built once; the driver streams finished images into a JSON-lines journal next to the output
-(``OUT.journal.jsonl``, one line per image, flushed as it arrives) and writes the COCO file from it at the
-end. A rerun reads the journal and the existing COCO file and submits only the missing images, so an
-interrupted run loses nothing. Actors that die are restarted by Ray and their images retried; the
-journal keeps the first result of each image, so a retried image is never counted twice.
+built once; the driver streams finished images into the output's journal (:mod:`.io.coco_journal`, the
+local engine's too: one fsynced line per image) and writes the COCO file from it at the end, or when
+interrupted. A rerun reads the COCO file and any journal a crash left and submits only the missing images, so
+an interrupted run loses nothing. Actors that die are restarted by Ray and their images retried; the journal
+keeps the first result of each image, so a retried image is never counted twice.
 
 Ray is optional (``pip install tinysam-annotate[distributed]``); this module imports it lazily.
 """
@@ -20,8 +20,9 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from .batch import BatchResult, CocoAccumulator, ImageAnnotations, annotate_image, check_unique_names
+from .batch import BatchResult, annotate_image, check_unique_names
 from .errors import TinySamAnnotateError
+from .io.coco_journal import CocoJournal, ImageAnnotations
 
 RAY_HINT = "the Ray engine needs Ray: pip install 'tinysam-annotate[distributed]' (or pip install 'ray[data]')"
 
@@ -170,36 +171,6 @@ def run_actor_pool(ray_options: RayOptions, paths: list[str], actor: type, const
 # ------------------------------------------------------------------------------------------ driver
 
 
-class Journal:
-    """Append-only JSON lines of finished images (first result per file name wins)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.results: dict[str, ImageAnnotations] = {}
-        if path.exists():
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        record = ImageAnnotations(**json.loads(line))
-                    except (json.JSONDecodeError, TypeError):
-                        continue  # a line cut by a crash mid-write
-                    self.results.setdefault(record.file_name, record)
-
-    def add(self, record: ImageAnnotations) -> bool:
-        if record.file_name in self.results:
-            return False
-        self.results[record.file_name] = record
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(record)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        return True
-
-
-def journal_path(out: Path) -> Path:
-    return out.with_name(out.name + ".journal.jsonl")
-
-
 def annotate_folder_ray(images: list[Path], out: str | os.PathLike, spec: EngineSpec, ray_options: RayOptions,
                         labels_dir: str | os.PathLike | None = None, progress: bool = True,
                         fault: Callable[[str], None] | None = None) -> BatchResult:
@@ -230,32 +201,26 @@ def _pool_to_coco(images: list[Path], out: Path, ray_options: RayOptions, actor:
                   payloads: dict[str, str] | None, desc: str, progress: bool,
                   categories: list[dict[str, Any]] | None = None) -> BatchResult:
     check_unique_names(images)
-    coco = CocoAccumulator(out)
-    if categories is not None and not coco.coco["annotations"]:
-        coco.coco["categories"] = categories
-    journal = Journal(journal_path(out))
+    coco = CocoJournal(out, categories)
     result = BatchResult([], [], {}, 0)
-    todo = [p for p in images if p.name not in coco.done and p.name not in journal.results]
-    result.skipped = [p.name for p in images if p.name in coco.done or p.name in journal.results]
-    with tqdm(total=len(todo), desc=desc, unit="image", disable=not progress) as bar:
-        if todo:
-            rows = run_actor_pool(ray_options, [str(p) for p in todo], actor, kwargs,
-                                  [payloads[p.name] for p in todo] if payloads is not None else None)
-            for row in rows:
-                record = ImageAnnotations(**json.loads(row["result"]))
-                if journal.add(record):
-                    bar.update(1)
-                    if record.error is None:
-                        result.processed.append(record.file_name)
-                        result.annotations += len(record.annotations)
-                    else:
-                        result.failed[record.file_name] = record.error
-    for path in images:  # input order, whatever order the actors finished in
-        record = journal.results.get(path.name)
-        if record is not None:
-            coco.add(record)
-    coco.write()
-    journal.path.unlink(missing_ok=True)  # everything is in the COCO file now
+    todo = [p for p in images if not coco.is_done(p.name)]
+    result.skipped = [p.name for p in images if coco.is_done(p.name)]
+    try:
+        with tqdm(total=len(todo), desc=desc, unit="image", disable=not progress) as bar:
+            if todo:
+                rows = run_actor_pool(ray_options, [str(p) for p in todo], actor, kwargs,
+                                      [payloads[p.name] for p in todo] if payloads is not None else None)
+                for row in rows:
+                    record = ImageAnnotations(**json.loads(row["result"]))
+                    if coco.add(record):  # a retried image's second result is dropped
+                        bar.update(1)
+                        if record.error is None:
+                            result.processed.append(record.file_name)
+                            result.annotations += len(record.annotations)
+                        else:
+                            result.failed[record.file_name] = record.error
+    finally:
+        coco.finish([p.name for p in images])  # input order, whatever order the actors finished in
     return result
 
 
