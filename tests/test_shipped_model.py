@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from tinysam_annotate.hashing import file_sha256
-from tinysam_annotate.registry import DEFAULT_MODEL, SHIPPED_MODELS_DIR, find_model_file, get_spec, shipped_onnx_dir
+from tinysam_annotate.registry import (
+    DEFAULT_MODEL,
+    MODEL_SPECS,
+    SHIPPED_MODELS_DIR,
+    find_model_file,
+    get_spec,
+    shipped_onnx_dir,
+)
 
 from .conftest import DATA, require_shared
 
@@ -92,3 +99,59 @@ def test_the_shipped_model_segments_real_nuclei_and_int8_agrees(nuclei):
 
 
 BOX_IOU_FLOOR = 0.5  # the 6 largest nuclei; all 65 measure 0.43 (models/tinysam-synth.md), the large ones more
+
+
+def test_the_registry_checksum_of_the_shipped_model_is_its_files():
+    spec = get_spec(DEFAULT_MODEL)
+    assert spec.sha256 == file_sha256(find_model_file(spec))
+    onnx = load_model_quietly(DEFAULT_MODEL)
+    assert onnx.identity.weights_hash == spec.sha256  # how a copy loaded by path is recognised as this model
+    assert all(s.sha256 is None or len(s.sha256) == 64 for s in MODEL_SPECS.values())
+
+
+def load_model_quietly(name: str):
+    from tinysam_annotate.loading import load_model
+
+    return load_model(name, backend="onnx", precision="int8")
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_shipped_model_and_loads_it_in_a_fresh_venv(tmp_path):
+    """pip's wheel of this checkout, installed alone into a new venv (its dependencies lent from this one), finds
+    the shipped model inside the installed package and segments with it on ONNX Runtime, without torch."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # built out of the tree: no build/ or egg-info left in the checkout
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info",
+                                                                "__pycache__", ".pytest_cache", ".hypothesis"))
+    pip = [sys.executable, "-m", "pip"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"),
+                    str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("tinysam_annotate-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)], check=True,
+                   capture_output=True)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "lent_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = ("import sys, numpy as np\n"
+            "import tinysam_annotate\n"
+            "from tinysam_annotate import SamPredictor, load_model\n"
+            "from tinysam_annotate.registry import SHIPPED_MODELS_DIR\n"
+            "predictor = SamPredictor(load_model('tinysam-synth', backend='onnx', precision='int8'))\n"
+            "predictor.set_image(np.zeros((48, 64, 3), np.uint8))\n"
+            "masks, _, _ = predictor.predict(np.array([[20, 20]]), np.array([1]))\n"
+            "print(tinysam_annotate.__file__, SHIPPED_MODELS_DIR, masks.shape[0], 'torch' in sys.modules, sep='\\n')")
+    env = {**os.environ, "TINYSAM_ANNOTATE_HOME": str(tmp_path / "home")}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([str(python), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    package_file, models_dir, n_masks, torch_loaded = done.stdout.split()
+    assert Path(package_file).is_relative_to(site) and Path(models_dir) == site / "tinysam_annotate" / "models"
+    assert n_masks == "3" and torch_loaded == "False"
+    assert not (tmp_path / "home" / "onnx").exists()  # the packaged ONNX files were used, nothing exported

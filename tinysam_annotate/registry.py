@@ -7,13 +7,36 @@ user cache (``$TINYSAM_ANNOTATE_HOME/models`` or ``~/.cache/tinysam-annotate/mod
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelNotFoundError
 from .paths import app_home
 
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def _shipped_models_dir() -> Path:
+    """The shipped models: inside the installed package for wheel installs (package data), else ``models/`` at the
+    root of a source checkout (editable installs; ``recipes/ship.py`` writes there)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "models"
+    return packaged if (packaged / "manifest.json").is_file() else package.parent / "models"
+
+
+SHIPPED_MODELS_DIR = _shipped_models_dir()
+
+
+def _shipped_checksums() -> dict[str, str]:
+    """{file path under the shipped folder: sha256} as ``models/manifest.json`` records them (``recipes/ship.py``
+    writes it with the files, so the registry's checksum of a shipped model is never out of date)."""
+    try:
+        manifest = json.loads((SHIPPED_MODELS_DIR / "manifest.json").read_text())
+        return {f["path"]: f["sha256"] for entry in manifest.values() for f in entry["files"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+_SHIPPED_CHECKSUMS = _shipped_checksums()
 
 
 @dataclass(frozen=True)
@@ -35,6 +58,9 @@ class ModelSpec:
     arch: str
     filename: str
     url: str | None
+    # The file's sha256: SAM's and MobileSAM's as published with their releases by other tools (micro-sam's
+    # registry among them); the TinySAM authors publish none, so those downloads go unchecked; the shipped
+    # model's comes from models/manifest.json.
     sha256: str | None
     licence: str
     source: str
@@ -55,7 +81,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "vit_t",
             "tinysam_synth.pth",
             None,
-            None,
+            _SHIPPED_CHECKSUMS.get("tinysam_synth.pth"),
             "Apache-2.0",
             "tinysam-annotate: trained by recipes/ on procedural scenes (models/tinysam-synth.md)",
             "TinySAM architecture trained from scratch on synthetic cells, nuclei, coins and shapes; the default model",
@@ -91,7 +117,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "vit_t_mobile",
             "mobile_sam.pt",
             "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-            None,
+            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
             "Apache-2.0",
             "MobileSAM (Zhang et al., arXiv 2306.14289)",
             "MobileSAM: TinyViT-5M encoder distilled from SAM-H; honours multimask_output",
@@ -102,7 +128,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "vit_b",
             "sam_vit_b_01ec64.pth",
             "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-            None,
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
             "Apache-2.0",
             "Segment Anything (Kirillov et al., 2023)",
             "SAM ViT-B (91M parameters)",
@@ -113,7 +139,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "vit_l",
             "sam_vit_l_0b3195.pth",
             "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
-            None,
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
             "Apache-2.0",
             "Segment Anything (Kirillov et al., 2023)",
             "SAM ViT-L (308M parameters)",
@@ -124,7 +150,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "vit_h",
             "sam_vit_h_4b8939.pth",
             "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-            None,
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             "Apache-2.0",
             "Segment Anything (Kirillov et al., 2023)",
             "SAM ViT-H (636M parameters), the teacher of TinySAM",
@@ -154,35 +180,18 @@ def everything_thresholds(name: str | None) -> EverythingThresholds:
 
 
 def spec_for_weights(model_id: str, weights_hash: str) -> ModelSpec | None:
-    """The registered model an engine runs: by name (``model_id``), else by the checkpoint's sha256 (the
-    registry's checksum, or the weights hash recorded in a shipped ONNX folder), so a registered model
-    loaded by path is still recognised. None for weights the registry does not know."""
+    """The registered model an engine runs: by name (``model_id``), else by the checkpoint's sha256, so a
+    registered model loaded by path (or an ONNX folder exported from it) is still recognised. None for weights
+    the registry does not know."""
     if model_id in MODEL_SPECS:
         return MODEL_SPECS[model_id]
-    for spec in MODEL_SPECS.values():
-        if spec.sha256 is not None and spec.sha256 == weights_hash:
-            return spec
-        if _shipped_weights_hash(spec) == weights_hash:
-            return spec
-    return None
+    return next((spec for spec in MODEL_SPECS.values() if spec.sha256 is not None and spec.sha256 == weights_hash), None)
 
 
 def tuned_everything_thresholds(model_id: str, weights_hash: str) -> EverythingThresholds:
     """The everything-mode thresholds an engine's weights were tuned for (SAM's for unknown weights)."""
     spec = spec_for_weights(model_id, weights_hash)
     return spec.everything if spec is not None else SAM_THRESHOLDS
-
-
-def _shipped_weights_hash(spec: ModelSpec) -> str | None:
-    folder = shipped_onnx_dir(spec)
-    if folder is None:
-        return None
-    from .export.manifest import ManifestError, OnnxManifest
-
-    try:
-        return OnnxManifest.read(folder).weights_hash
-    except (OSError, ManifestError):
-        return None
 
 
 def find_model_file(spec: ModelSpec) -> Path | None:
