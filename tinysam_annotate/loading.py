@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
 
 from .backends.base import Backend
 from .errors import ModelNotFoundError, TorchUnavailableError
@@ -131,12 +134,39 @@ def ensure_onnx(checkpoint: Path, model_id: str, weights_hash: str, arch: str | 
         from .export.onnx_export import export_onnx
 
         export_onnx(sam, folder, weights_hash=weights_hash, model_id=model_id)
+    _add_precision(folder, precision)
+    return folder
+
+
+def export_model(name_or_path: str | os.PathLike, out: str | os.PathLike, precisions: Sequence[str] = ("fp32", "int8"),
+                 calibration_images: list[np.ndarray] | None = None, opset: int = 20,
+                 log: Callable[[str], None] = lambda _: None) -> Path:
+    """Export a registered model or a checkpoint file to an ONNX folder ``out``: FP32 encoder and decoder (parity with
+    torch checked), then the INT8 encoder (calibrated on ``calibration_images``, H x W x 3 uint8; default: bundled
+    samples) and / or FP16 when ``precisions`` name them. ``log`` hears each step."""
+    from .export.onnx_export import export_onnx
+    from .hashing import file_sha256
+
+    checkpoint, model_id, arch = _resolve_checkpoint(name_or_path)
+    sam = _build_torch(checkpoint, arch)
+    folder = Path(out)
+    log(f"exporting {model_id} to {folder} (opset {opset}) ...")
+    export_onnx(sam, folder, weights_hash=file_sha256(checkpoint), model_id=model_id, opset=opset)
+    log("FP32 encoder and decoder written; parity with torch checked")
+    for precision in ("int8", "fp16"):
+        if precision in precisions:
+            log(f"converting to {precision.upper()} ...")
+            _add_precision(folder, precision, calibration_images)
+    return folder
+
+
+def _add_precision(folder: Path, precision: str, calibration_images: list[np.ndarray] | None = None) -> None:
+    """Add the INT8 encoder or the FP16 files to an exported FP32 folder (FP32 itself: nothing to do)."""
     if precision == "int8":
         from .export.quantize import quantize_encoder_int8
 
-        quantize_encoder_int8(folder)
+        quantize_encoder_int8(folder, calibration_images=calibration_images)
     elif precision == "fp16":
         from .export.quantize import convert_fp16
 
         convert_fp16(folder)
-    return folder

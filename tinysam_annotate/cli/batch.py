@@ -1,28 +1,60 @@
-"""Batch subcommands of ``tinysam-annotate``: everything, boxes and embed, on the local engine or on Ray."""
+"""``tinysam-annotate everything|boxes|embed IMAGES...``: many images into one COCO file or the embedding cache,
+in this process or on a Ray actor pool."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .errors import TinySamAnnotateError
-from .registry import DEFAULT_MODEL, SAM_THRESHOLDS, everything_thresholds
+from ..errors import TinySamAnnotateError
+from ..registry import DEFAULT_MODEL, SAM_THRESHOLDS, everything_thresholds
+from .options import add_model_options, add_pool_options
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="local: this process; ray: a Ray Data actor pool (pip install 'tinysam-annotate[distributed]')")
-    p.add_argument("--address", default=None, help="Ray cluster to join: auto or ray://HOST:10001 (default: start a local one)")
-    p.add_argument("--num-actors", type=int, default=2, help="Ray actors, each holding one engine")
-    p.add_argument("--cpus-per-actor", type=float, default=1.0)
-    p.add_argument("--gpus-per-actor", type=float, default=0.0)
-    p.add_argument("--no-progress", action="store_true")
+def add_commands(sub: Any) -> None:
+    every = sub.add_parser("everything", help="segment everything in images or folders into a COCO file (resumable)")
+    every.add_argument("images", nargs="+", help="image files or folders")
+    every.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
+    every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
+    every.add_argument("--labels-dir", help="also write one label TIFF per image here")
+    every.add_argument("--points-per-side", type=int, default=32)
+    tuned, sam = everything_thresholds(DEFAULT_MODEL), SAM_THRESHOLDS
+    every.add_argument("--pred-iou-thresh", type=float, help=f"minimum predicted IoU (default: what the model was tuned "
+                       f"for, {DEFAULT_MODEL} {tuned.pred_iou}; SAM's {sam.pred_iou} otherwise)")
+    every.add_argument("--stability-score-thresh", type=float, help=f"minimum stability score (default: the model's, "
+                       f"{DEFAULT_MODEL} {tuned.stability}; SAM's {sam.stability} otherwise)")
+    every.add_argument("--box-nms-thresh", type=float, default=0.7)
+    every.add_argument("--mask-nms-thresh", type=float,
+                       help="no two masks overlap with a mask IoU above this (default 0.7: near-duplicates removed)")
+    every.add_argument("--keep-duplicates", action="store_true", help="no mask-IoU deduplication (SAM's exact pipeline)")
+    every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
+    add_model_options(every)
+    add_pool_options(every)
+    every.set_defaults(func=run_everything)
+
+    boxes = sub.add_parser("boxes", help="one mask per detector box (COCO results JSON) into a COCO file (resumable)")
+    boxes.add_argument("images", nargs="+", help="image files or folders")
+    boxes.add_argument("--detections", required=True, help="COCO results JSON: [{image_id or file_name, bbox, score, category_id}]")
+    boxes.add_argument("--images-json", help="COCO file whose images map image_id to file_name (and give category names)")
+    boxes.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
+    add_model_options(boxes)
+    add_pool_options(boxes)
+    boxes.set_defaults(func=run_boxes)
+
+    embed = sub.add_parser("embed", help="precompute image embeddings into the shared disk cache the GUIs read")
+    embed.add_argument("images", nargs="+", help="image files or folders")
+    embed.add_argument("--cache-dir", help="cache folder (default: the user cache the app and napari plugin use)")
+    embed.add_argument("--max-cache-gb", type=int, default=50)
+    add_model_options(embed)
+    add_pool_options(embed)
+    embed.set_defaults(func=run_embed)
+
 
 
 def _ray_settings(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .distributed import EngineSpec, RayOptions, require_ray
+    from ..distributed import EngineSpec, RayOptions, require_ray
 
     require_ray()  # a clear install hint before any work starts
     if args.num_actors < 1:
@@ -34,7 +66,7 @@ def _ray_settings(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _images(args: argparse.Namespace) -> list[Path]:
-    from .batch import expand_inputs
+    from ..batch import expand_inputs
 
     images = expand_inputs(args.images)
     if not images:
@@ -51,9 +83,9 @@ def _report(result: Any, out: str) -> int:
     return 0 if not result.failed else 1
 
 
-def cmd_everything(args: argparse.Namespace) -> int:
-    from .batch import annotate_folder
-    from .service import engine_description, everything_generator, open_engine
+def run_everything(args: argparse.Namespace) -> int:
+    from ..batch import annotate_folder
+    from ..service import engine_description, everything_generator, open_engine
 
     images = _images(args)
     options: dict[str, Any] = dict(points_per_side=args.points_per_side, box_nms_thresh=args.box_nms_thresh,
@@ -66,7 +98,7 @@ def cmd_everything(args: argparse.Namespace) -> int:
         options["stability_score_thresh"] = args.stability_score_thresh
     args.generator_options = options
     if args.engine == "ray":
-        from .distributed import annotate_folder_ray
+        from ..distributed import annotate_folder_ray
 
         print(f"everything mode: {args.mode}, {args.points_per_side} points per side, thresholds: "
               f"{_thresholds_text(options, 'the model was tuned for')}")
@@ -89,10 +121,10 @@ def _thresholds_text(options: dict, default: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in given.items()) or default
 
 
-def cmd_boxes(args: argparse.Namespace) -> int:
-    from .batch import annotate_boxes_folder, load_detections
-    from .predictor import SamPredictor
-    from .service import open_engine
+def run_boxes(args: argparse.Namespace) -> int:
+    from ..batch import annotate_boxes_folder, load_detections
+    from ..predictor import SamPredictor
+    from ..service import open_engine
 
     images = _images(args)
     detections, categories = load_detections(args.detections, args.images_json)
@@ -100,7 +132,7 @@ def cmd_boxes(args: argparse.Namespace) -> int:
     if missing:
         print(f"warning: {len(missing)} images with detections are not among the inputs, e.g. {missing[0]}", file=sys.stderr)
     if args.engine == "ray":
-        from .distributed import annotate_boxes_ray
+        from ..distributed import annotate_boxes_ray
 
         spec, ray_options = _ray_settings(args)
         result = annotate_boxes_ray(images, detections, categories, args.out, spec, ray_options, progress=not args.no_progress)
@@ -110,16 +142,16 @@ def cmd_boxes(args: argparse.Namespace) -> int:
     return _report(result, args.out)
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
-    from .batch import embed_folder
-    from .cache import EmbeddingCache, default_cache_dir
-    from .predictor import SamPredictor
-    from .service import open_engine
+def run_embed(args: argparse.Namespace) -> int:
+    from ..batch import embed_folder
+    from ..cache import EmbeddingCache, default_cache_dir
+    from ..predictor import SamPredictor
+    from ..service import open_engine
 
     images = _images(args)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     if args.engine == "ray":
-        from .distributed import embed_folder_ray
+        from ..distributed import embed_folder_ray
 
         spec, ray_options = _ray_settings(args)
         status = embed_folder_ray(images, cache_dir, spec, ray_options, progress=not args.no_progress)
@@ -134,42 +166,3 @@ def cmd_embed(args: argparse.Namespace) -> int:
     for name, why in errors.items():
         print(f"  {name}: {why}", file=sys.stderr)
     return 0 if not errors else 1
-
-
-def add_batch_commands(sub: Any, model_options: Callable[[argparse.ArgumentParser], None]) -> None:
-    every = sub.add_parser("everything", help="segment everything in images or folders into a COCO file (resumable)")
-    every.add_argument("images", nargs="+", help="image files or folders")
-    every.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
-    every.add_argument("--mode", default="hierarchical", choices=["hierarchical", "grid"])
-    every.add_argument("--labels-dir", help="also write one label TIFF per image here")
-    every.add_argument("--points-per-side", type=int, default=32)
-    tuned, sam = everything_thresholds(DEFAULT_MODEL), SAM_THRESHOLDS
-    every.add_argument("--pred-iou-thresh", type=float, help=f"minimum predicted IoU (default: what the model was tuned "
-                       f"for, {DEFAULT_MODEL} {tuned.pred_iou}; SAM's {sam.pred_iou} otherwise)")
-    every.add_argument("--stability-score-thresh", type=float, help=f"minimum stability score (default: the model's, "
-                       f"{DEFAULT_MODEL} {tuned.stability}; SAM's {sam.stability} otherwise)")
-    every.add_argument("--box-nms-thresh", type=float, default=0.7)
-    every.add_argument("--mask-nms-thresh", type=float,
-                       help="no two masks overlap with a mask IoU above this (default 0.7: near-duplicates removed)")
-    every.add_argument("--keep-duplicates", action="store_true", help="no mask-IoU deduplication (SAM's exact pipeline)")
-    every.add_argument("--min-area", type=int, default=0, help="remove islands and holes smaller than this")
-    model_options(every)
-    add_engine_options(every)
-    every.set_defaults(func=cmd_everything)
-
-    boxes = sub.add_parser("boxes", help="one mask per detector box (COCO results JSON) into a COCO file (resumable)")
-    boxes.add_argument("images", nargs="+", help="image files or folders")
-    boxes.add_argument("--detections", required=True, help="COCO results JSON: [{image_id or file_name, bbox, score, category_id}]")
-    boxes.add_argument("--images-json", help="COCO file whose images map image_id to file_name (and give category names)")
-    boxes.add_argument("--out", required=True, help="COCO JSON to write (existing images in it are skipped)")
-    model_options(boxes)
-    add_engine_options(boxes)
-    boxes.set_defaults(func=cmd_boxes)
-
-    embed = sub.add_parser("embed", help="precompute image embeddings into the shared disk cache the GUIs read")
-    embed.add_argument("images", nargs="+", help="image files or folders")
-    embed.add_argument("--cache-dir", help="cache folder (default: the user cache the app and napari plugin use)")
-    embed.add_argument("--max-cache-gb", type=int, default=50)
-    model_options(embed)
-    add_engine_options(embed)
-    embed.set_defaults(func=cmd_embed)
