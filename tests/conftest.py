@@ -12,7 +12,8 @@ from tinysam_annotate.backends.torch_backend import TorchBackend
 from tinysam_annotate.build import SamConfig, build_sam
 from tinysam_annotate.modeling import TinyViTConfig, ViTConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+SHARED = ROOT.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
 DATA = SHARED / "data"
 

@@ -9,7 +9,7 @@ from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGener
 from tinysam_annotate.registry import DEFAULT_MODEL, SAM_THRESHOLDS, SHIPPED_MODELS_DIR, everything_thresholds, get_spec
 from tinysam_annotate.service import everything_generator, open_engine
 
-from .conftest import make_tiny_sam
+from .conftest import ROOT, make_tiny_sam
 
 
 def test_the_package_has_no_import_cycles():
@@ -42,9 +42,6 @@ def test_everything_generators_take_the_thresholds_their_model_was_tuned_for():
 def test_the_architecture_diagram_is_current():
     import subprocess
     import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "scripts/architecture_diagram.py", "--check", "ARCHITECTURE.md"], cwd=root,
+    done = subprocess.run([sys.executable, "scripts/architecture_diagram.py", "--check", "ARCHITECTURE.md"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

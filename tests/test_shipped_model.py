@@ -20,7 +20,7 @@ from tinysam_annotate.registry import (
     shipped_onnx_dir,
 )
 
-from .conftest import DATA, require_shared
+from .conftest import DATA, ROOT, require_shared
 
 MANIFEST = SHIPPED_MODELS_DIR / "manifest.json"
 
@@ -123,9 +123,8 @@ def test_a_wheel_carries_the_shipped_model_and_loads_it_in_a_fresh_venv(tmp_path
     import sysconfig
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"  # built out of the tree: no build/ or egg-info left in the checkout
-    shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info",
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info",
                                                                 "__pycache__", ".pytest_cache", ".hypothesis"))
     pip = [sys.executable, "-m", "pip"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"),

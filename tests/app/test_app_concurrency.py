@@ -13,7 +13,7 @@ pytest.importorskip("gradio")
 client_mod = pytest.importorskip("gradio_client")
 
 
-from .conftest import serve_tiny_app  # noqa: E402
+from ..conftest import serve_tiny_app  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import torch
 from tinysam_annotate.build import SamConfig, build_sam, infer_config
 from tinysam_annotate.modeling import TinyViT, TinyViTConfig
 
-from .conftest import TINY_TINYVIT, TINY_VIT, make_tiny_sam
+from ..conftest import TINY_TINYVIT, TINY_VIT, make_tiny_sam
 
 
 @pytest.mark.parametrize("img_size", [256, 512, 320])

@@ -16,7 +16,7 @@ from tinysam_annotate.io.prompt_record import PromptRecord
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.session import SessionError
 
-from .conftest import OracleGenerator
+from ..conftest import OracleGenerator
 
 
 @pytest.fixture

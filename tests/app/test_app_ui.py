@@ -9,7 +9,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from .conftest import serve_tiny_app  # noqa: E402
+from ..conftest import serve_tiny_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -200,7 +200,7 @@ def test_switching_the_engine_keeps_objects_and_uses_the_new_model(state, tiny_s
     from tinysam_annotate.backends.torch_backend import TorchBackend
     from tinysam_annotate.cache import EmbeddingCache
 
-    from .conftest import make_tiny_sam
+    from ..conftest import make_tiny_sam
 
     h.click(state, 80, 60)
     if not state.session.preview.mask.any():

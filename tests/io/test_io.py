@@ -20,7 +20,7 @@ from tinysam_annotate.errors import (
 )
 from tinysam_annotate.io import as_model_view, from_array, infer_axes, load_image, read_image, to_uint8
 
-from .conftest import DATA, require_shared
+from ..conftest import DATA, require_shared
 
 
 def _rgb(h=24, w=32, seed=0):

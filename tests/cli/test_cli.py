@@ -17,7 +17,7 @@ from tinysam_annotate.cli import main
 from tinysam_annotate.download import download_file
 from tinysam_annotate.errors import DownloadError
 
-from .conftest import make_tiny_sam
+from ..conftest import make_tiny_sam
 
 
 def test_models_list_and_info(capsys):

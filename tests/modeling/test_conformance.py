@@ -13,7 +13,7 @@ from tinysam_annotate import SamPredictor
 from tinysam_annotate.build import build_sam, infer_config, load_state_dict_strict, read_checkpoint, sam_from_checkpoint
 from tinysam_annotate.modeling import TinyViTConfig, ViTConfig
 
-from .conftest import CONFORMANCE, require_shared
+from ..conftest import CONFORMANCE, require_shared
 
 MODELS = ["vit_t", "vit_small"]
 

@@ -11,7 +11,7 @@ from tinysam_annotate import sam_model_registry
 from tinysam_annotate.build import SamConfig, build_sam, filter_checkpoint, sam_from_checkpoint
 from tinysam_annotate.errors import CheckpointError
 
-from .conftest import TINY_TINYVIT, TINY_VIT, make_tiny_sam
+from ..conftest import TINY_TINYVIT, TINY_VIT, make_tiny_sam
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.io.coco import decode_rle
 from tinysam_annotate.transforms import UpsampleFrame, postprocess_masks
 
-from .conftest import CONFORMANCE, make_tiny_sam, require_shared
+from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
 
 
 def _reference(name: str, variant: str) -> dict:

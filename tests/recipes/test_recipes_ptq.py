@@ -12,7 +12,7 @@ from recipes.ptq.quantizers import GELU_MIN, candidates, max_scale, twin_gelu, t
 from recipes.ptq.search import PtqConfig
 from tinysam_annotate.export.quantize import default_calibration_images
 
-from .conftest import make_tiny_sam
+from ..conftest import make_tiny_sam
 
 pytestmark = pytest.mark.slow
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from recipes.gpu_train import PART_BYTES, assemble, write_parts
 
+from ..conftest import ROOT
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parts_are_small_and_join_back(tmp_path):

@@ -17,7 +17,7 @@ from recipes.distill.losses import dice_loss, focal_loss, hardness_weight, mask_
 from recipes.distill.prompts import initial_prompts, mask_boxes, next_points, to_input_frame
 from recipes.distill.train import LOG_NAME, Trainer, build_student, decode, read_log
 
-from .conftest import TINY_TINYVIT
+from ..conftest import TINY_TINYVIT
 
 pytestmark = pytest.mark.slow
 

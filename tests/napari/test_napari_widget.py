@@ -6,7 +6,6 @@ import importlib
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,11 @@ from tinysam_napari.widget import TinySamWidget  # noqa: E402
 
 from tinysam_annotate.predictor import SamPredictor  # noqa: E402
 
-from .conftest import OracleGenerator  # noqa: E402
+from ..conftest import ROOT, OracleGenerator  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
-MANIFEST = Path(__file__).resolve().parents[1] / "napari_plugin" / "napari.yaml"
+MANIFEST = ROOT / "napari_plugin" / "napari.yaml"
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tinysam_annotate.errors import ModelNotFoundError, ProviderError
 from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.export.quantize import convert_fp16, quantize_encoder_int8
 
-from .conftest import CONFORMANCE, make_tiny_sam, require_shared
+from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
 
 POINT = dict(point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1]))
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser,
 
 from recipes.app_screenshot import CHROMIUM_ARGS, click_image_pixel  # noqa: E402
 
-from .conftest import CountingBackend, serve_tiny_app  # noqa: E402
+from ..conftest import CountingBackend, serve_tiny_app  # noqa: E402
 
 
 def open_example(p, url: str, **page_options):
