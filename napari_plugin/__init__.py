@@ -4,7 +4,7 @@ Qt-free logic lives in :mod:`planes`, :mod:`tiles`, :mod:`history`, :mod:`annota
 :mod:`widget` wires it to napari layers; :mod:`hooks` holds the npe2 reader, writer and sample data.
 """
 
-from .annotator import Prompts, StackAnnotator
+from .annotator import PlanePrompts, StackAnnotator
 from .planes import PlaneSource
 
-__all__ = ["PlaneSource", "Prompts", "StackAnnotator"]
+__all__ = ["PlaneSource", "PlanePrompts", "StackAnnotator"]

@@ -39,7 +39,7 @@ TILE_WHEN_LONGER_THAN = 2048  # planes up to this size are embedded whole (downs
 
 
 @dataclass(frozen=True)
-class Prompts:
+class PlanePrompts:
     """Prompts on one plane: points (x, y, positive) and an optional box (x0, y0, x1, y1), in plane pixels."""
 
     key: PlaneKey
@@ -65,7 +65,7 @@ class PlanePreview:
     key: PlaneKey
     tile: Box
     preview: Preview
-    prompts: Prompts
+    prompts: PlanePrompts
 
     @property
     def mask(self) -> np.ndarray:
@@ -130,7 +130,7 @@ class StackAnnotator:
         x0, y0, x1, y1 = tile
         return np.ascontiguousarray(self.source.model_view(key)[y0:y1, x0:x1])
 
-    def tile_for(self, prompts: Prompts) -> Box:
+    def tile_for(self, prompts: PlanePrompts) -> Box:
         return self.grid.tile_for(*prompts.region())
 
     def needs_embedding(self, key: PlaneKey, tile: Box | None = None) -> bool:
@@ -189,7 +189,7 @@ class StackAnnotator:
 
     # ------------------------------------------------------------------ prompts
 
-    def update(self, prompts: Prompts) -> PlanePreview | None:
+    def update(self, prompts: PlanePrompts) -> PlanePreview | None:
         """Predict the preview for the current prompts (None when there are none).
 
         Adding one point to the previous prompts refines the previous preview (its logits are fed back);
@@ -399,7 +399,7 @@ class StackAnnotator:
         return self.source.plane_keys()
 
 
-def _prompt_record(prompts: Prompts) -> PromptRecord:
+def _prompt_record(prompts: PlanePrompts) -> PromptRecord:
     return PromptRecord("click", tuple((float(x), float(y)) for x, y, _ in prompts.points),
                         tuple(int(p) for _, _, p in prompts.points), prompts.box, tuple(prompts.key) or None)
 
@@ -416,4 +416,4 @@ def points_in_plane(
     return grouped
 
 
-__all__ = ["StackAnnotator", "Prompts", "PlanePreview", "PromptError", "points_in_plane"]
+__all__ = ["StackAnnotator", "PlanePrompts", "PlanePreview", "PromptError", "points_in_plane"]

@@ -32,7 +32,7 @@ from tinysam_annotate.registry import DEFAULT_MODEL, MODEL_SPECS, everything_thr
 from tinysam_annotate.service import default_engine
 from tinysam_annotate.session import DEFAULT_CLEANUP, SessionError
 
-from .annotator import PlanePreview, Prompts, StackAnnotator, everything_factory, points_in_plane
+from .annotator import PlanePreview, PlanePrompts, StackAnnotator, everything_factory, points_in_plane
 from .autosave import autosave_dir, autosave_info, autosave_path
 from .labels_io import export_coco, import_coco
 from .planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
@@ -327,7 +327,7 @@ class TinySamWidget(Container):
         mapped = [self.labels_layer.world_to_data(layer.data_to_world(c)) for c in coords]
         return np.array(mapped).reshape(len(coords), self.labels_layer.ndim)
 
-    def current_prompts(self) -> Prompts | None:
+    def current_prompts(self) -> PlanePrompts | None:
         """The prompts on the plane of the newest prompt (points and the newest box there)."""
         if self.annotator is None or self.points_layer is None:
             return None
@@ -349,7 +349,7 @@ class TinySamWidget(Container):
                 (y0, x0), (y1, x1) = corners[:, -2:].min(axis=0), corners[:, -2:].max(axis=0)
                 box = (float(x0), float(y0), float(x1), float(y1))
                 break
-        return Prompts(key, tuple(grouped.get(key, [])), box)
+        return PlanePrompts(key, tuple(grouped.get(key, [])), box)
 
     def _on_prompts(self, event: Any = None) -> None:
         if getattr(event, "action", None) in ("adding", "removing", "changing"):

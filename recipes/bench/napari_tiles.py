@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="recipes/results/napari_large.md")
     args = parser.parse_args(argv)
 
-    from tinysam_napari.annotator import Prompts, StackAnnotator, everything_factory
+    from tinysam_napari.annotator import PlanePrompts, StackAnnotator, everything_factory
     from tinysam_napari.planes import PlaneSource
 
     from tinysam_annotate.loading import load_model
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def timed(label: str, point: tuple[float, float]) -> None:
         t = time.perf_counter()
-        preview = annotator.update(Prompts((), ((point[0], point[1], True),)))
+        preview = annotator.update(PlanePrompts((), ((point[0], point[1], True),)))
         rows.append((label, f"{(time.perf_counter() - t) * 1000:.0f} ms (tile {preview.tile}, mask {int(preview.mask.sum())} px)"))
         annotator.clear_prompts()
 

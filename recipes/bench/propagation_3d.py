@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tinysam_napari.annotator import Prompts, StackAnnotator
+from tinysam_napari.annotator import PlanePrompts, StackAnnotator
 from tinysam_napari.planes import PlaneSource
 from tqdm import tqdm
 
@@ -48,7 +48,7 @@ def score_stack(predictor: SamPredictor, seed: int, depth: int = 16, size: int =
         row = {"seed": seed, "true_slices": len(slices)}
         for mode in ("one slice", "3d"):
             annotator.labels[:] = 0
-            annotator.update(Prompts((middle,), (), (x0, y0, x1 - 1, y1 - 1)))
+            annotator.update(PlanePrompts((middle,), (), (x0, y0, x1 - 1, y1 - 1)))
             object_id = annotator.commit() if mode == "one slice" else annotator.commit_in_3d()[0]
             found = annotator.labels == object_id
             row[mode] = (iou(found, truth), int(found.any(axis=(1, 2)).sum()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tinysam_napari.annotator import Prompts, StackAnnotator, points_in_plane
+from tinysam_napari.annotator import PlanePrompts, StackAnnotator, points_in_plane
 from tinysam_napari.history import History
 from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
 from tinysam_napari.planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
@@ -157,9 +157,9 @@ def test_points_in_plane_flips_row_col_to_x_y_once():
 def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor, rng):
     annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng)))
     assert annotator.needs_embedding((2,))
-    first = annotator.update(Prompts((2,), ((60.0, 50.0, True),)))
+    first = annotator.update(PlanePrompts((2,), ((60.0, 50.0, True),)))
     assert first.mask.shape == (120, 160) and first.mask.any() and first.key == (2,)
-    refined = annotator.update(Prompts((2,), ((60.0, 50.0, True), (5.0, 5.0, False))))
+    refined = annotator.update(PlanePrompts((2,), ((60.0, 50.0, True), (5.0, 5.0, False))))
     assert refined.preview.low_res.shape[0] == 3
     object_id = annotator.commit()
     assert object_id == 1 and annotator.labels[2].max() == 1
@@ -174,15 +174,15 @@ def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor
     with pytest.raises(SessionError, match="nothing to commit"):
         annotator.commit()
     with pytest.raises(PromptError, match="outside the 160 x 120 image"):
-        annotator.update(Prompts((0,), ((200.0, 50.0, True),)))
+        annotator.update(PlanePrompts((0,), ((200.0, 50.0, True),)))
 
 
 def test_commit_never_overwrites_earlier_objects(predictor, rng):
     annotator = StackAnnotator(predictor, PlaneSource(blob_stack(rng, planes=1)[0]))
-    annotator.update(Prompts((), (), (20.0, 10.0, 140.0, 110.0)))
+    annotator.update(PlanePrompts((), (), (20.0, 10.0, 140.0, 110.0)))
     annotator.commit()
     before = annotator.labels.copy()
-    annotator.update(Prompts((), (), (20.0, 10.0, 140.0, 110.0)))
+    annotator.update(PlanePrompts((), (), (20.0, 10.0, 140.0, 110.0)))
     with pytest.raises(SessionError, match="no unlabelled pixels"):
         annotator.commit()
     assert np.array_equal(annotator.labels, before)
@@ -194,7 +194,7 @@ def test_revisiting_a_plane_uses_the_cache(tiny_backend, rng):
     counting = CountingBackend(tiny_backend)
     annotator = StackAnnotator(SamPredictor(counting), PlaneSource(blob_stack(rng)))
     for key in [(0,), (1,), (0,), (1,)]:
-        annotator.update(Prompts(key, ((60.0, 50.0, True),)))
+        annotator.update(PlanePrompts(key, ((60.0, 50.0, True),)))
     assert counting.encodes == 2 and not annotator.needs_embedding((0,))
 
 
@@ -202,7 +202,7 @@ def test_large_plane_routes_prompts_to_a_tile(predictor, rng):
     image = (rng.random((600, 900)) * 50).astype(np.uint8)
     annotator = StackAnnotator(predictor, PlaneSource(image), tile_size=256, tile_overlap=64)
     assert annotator.tiled and len(annotator.grid) == 3 * 5
-    preview = annotator.update(Prompts((), ((700.0, 450.0, True),)))
+    preview = annotator.update(PlanePrompts((), ((700.0, 450.0, True),)))
     x0, y0, x1, y1 = preview.tile
     assert x0 <= 700 < x1 and y0 <= 450 < y1 and preview.mask.shape == (y1 - y0, x1 - x0)
     object_id = annotator.commit()
@@ -216,7 +216,7 @@ def test_prefetch_embeds_the_tiles_around_a_click_and_leaves_the_preview_alone(t
     counting = CountingBackend(tiny_backend)
     image = (rng.random((600, 900)) * 50).astype(np.uint8)
     annotator = StackAnnotator(SamPredictor(counting), PlaneSource(image), tile_size=256, tile_overlap=64)
-    preview = annotator.update(Prompts((), ((400.0, 300.0, True),)))
+    preview = annotator.update(PlanePrompts((), ((400.0, 300.0, True),)))
     mask = preview.mask.copy()
     around = annotator.grid.neighbours(preview.tile)
     assert counting.encodes == 1 and all(annotator.needs_embedding((), t) for t in around)
@@ -225,7 +225,7 @@ def test_prefetch_embeds_the_tiles_around_a_click_and_leaves_the_preview_alone(t
     assert not any(annotator.needs_embedding((), t) for t in around)
     far = [t for t in annotator.grid.boxes if t not in around and t != preview.tile]
     assert all(annotator.needs_embedding((), t) for t in far)  # only the neighbours
-    assert np.array_equal(annotator.update(Prompts((), ((400.0, 300.0, True),))).mask, mask)
+    assert np.array_equal(annotator.update(PlanePrompts((), ((400.0, 300.0, True),))).mask, mask)
     assert list(annotator.prefetcher((), preview.tile)) == [] and counting.encodes == 1 + len(around)
 
 def test_tiled_everything_merges_an_object_across_tile_borders(predictor):
@@ -332,7 +332,7 @@ def test_commit_in_3d_writes_one_id_through_the_stack_as_one_undo_step(tiny_back
 
     stack = (_cylinders()[..., None].repeat(3, axis=-1) * 100).astype(np.uint8)
     annotator = StackAnnotator(SamPredictor(tiny_backend), PlaneSource(stack, rgb=True))
-    annotator.update(Prompts((6,), ((30.0, 30.0, True),)))
+    annotator.update(PlanePrompts((6,), ((30.0, 30.0, True),)))
     everywhere = PropagationLimits(min_score=-1.0, min_overlap=0.0, min_area=1)  # the tiny model is random
     object_id, planes = annotator.commit_in_3d(everywhere)
     assert object_id == 1 and len(planes) >= 2 and (6,) in planes
