@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from tinysam_annotate.session import SessionError
+from tinysam_annotate.history import UndoHistory
 
 from .planes import PlaneKey
 from .tiles import Box
@@ -57,13 +57,12 @@ class Recording:
         return out
 
 
-@dataclass
 class History:
-    """Undo and redo stacks of edits; each edit is a list of patches (possibly over several planes)."""
+    """Undo and redo of labels edits; each edit is a list of patches (possibly over several planes), kept in the
+    package's :class:`~tinysam_annotate.history.UndoHistory` (the last ``limit`` edits)."""
 
-    limit: int = 100
-    undo_stack: list[list[Patch]] = field(default_factory=list)
-    redo_stack: list[list[Patch]] = field(default_factory=list)
+    def __init__(self, limit: int = 100) -> None:
+        self.edits: UndoHistory[list[Patch]] = UndoHistory(limit)
 
     @contextmanager
     def recording(self, labels: np.ndarray) -> Iterator[Recording]:
@@ -74,30 +73,23 @@ class History:
         finally:
             patches = rec.patches()
             if patches:
-                self.undo_stack.append(patches)
-                del self.undo_stack[: -self.limit]
-                self.redo_stack.clear()
+                self.edits.record(patches)
 
     def can_undo(self) -> bool:
-        return bool(self.undo_stack)
+        return self.edits.can_undo()
 
     def can_redo(self) -> bool:
-        return bool(self.redo_stack)
+        return self.edits.can_redo()
 
     def undo(self, labels: np.ndarray) -> list[Patch]:
-        if not self.undo_stack:
-            raise SessionError("nothing to undo")
-        step = self.undo_stack.pop()
+        """Put the pixels of the newest edit back as they were before it; SessionError when there is none."""
+        step = self.edits.undo()
         for patch in reversed(step):
             patch.apply(labels, "before")
-        self.redo_stack.append(step)
         return step
 
     def redo(self, labels: np.ndarray) -> list[Patch]:
-        if not self.redo_stack:
-            raise SessionError("nothing to redo")
-        step = self.redo_stack.pop()
+        step = self.edits.redo()
         for patch in step:
             patch.apply(labels, "after")
-        self.undo_stack.append(step)
         return step

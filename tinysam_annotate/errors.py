@@ -53,3 +53,7 @@ class ProviderError(TinySamAnnotateError):
 
 class TorchUnavailableError(TinySamAnnotateError, ImportError):
     """The torch engine, a checkpoint's first ONNX export or training was asked for without PyTorch installed."""
+
+
+class SessionError(TinySamAnnotateError):
+    """An action that does not apply to an annotation's current state (nothing to accept or undo, unknown object...)."""

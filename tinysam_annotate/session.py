@@ -17,7 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .cleanup import MaskCleanup, clean_mask
-from .errors import PromptError, TinySamAnnotateError
+from .errors import PromptError, SessionError
+from .history import UndoHistory
 from .io.coco import ObjectRecord, build_coco, objects_of_image, read_coco, write_coco
 from .io.labels import masks_to_labels, write_label_image
 from .io.prompt_record import PromptRecord
@@ -25,10 +26,6 @@ from .predictor import SamPredictor
 
 DEFAULT_CATEGORY = "object"
 DEFAULT_CLEANUP = MaskCleanup()
-
-
-class SessionError(TinySamAnnotateError):
-    """An action that does not apply to the session's current state (nothing to accept, unknown object...)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +88,7 @@ class AnnotationSession:
         self.autosave_path = Path(autosave_path) if autosave_path else None
         self.cleanup = cleanup
         self._state = _State((), tuple(categories or [DEFAULT_CATEGORY]), 1)
-        self._undo: list[_State] = []
-        self._redo: list[_State] = []
+        self._history: UndoHistory[tuple[_State, _State]] = UndoHistory()  # (before, after) of each change
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
         self.box: tuple[float, float, float, float] | None = None
@@ -118,29 +114,22 @@ class AnnotationSession:
         return self.image.shape[1]
 
     def can_undo(self) -> bool:
-        return bool(self._undo)
+        return self._history.can_undo()
 
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return self._history.can_redo()
 
     def _commit(self, state: _State) -> None:
-        self._undo.append(self._state)
-        self._redo.clear()
+        self._history.record((self._state, state))
         self._state = state
         self._autosave()
 
     def undo(self) -> None:
-        if not self._undo:
-            raise SessionError("nothing to undo")
-        self._redo.append(self._state)
-        self._state = self._undo.pop()
+        self._state, _ = self._history.undo()
         self._autosave()
 
     def redo(self) -> None:
-        if not self._redo:
-            raise SessionError("nothing to redo")
-        self._undo.append(self._state)
-        self._state = self._redo.pop()
+        _, self._state = self._history.redo()
         self._autosave()
 
     # ------------------------------------------------------------------ prompts
@@ -339,7 +328,7 @@ class AnnotationSession:
         session = cls(predictor, image, image_name, autosave_path=None)
         if Path(autosave_path).exists():
             session.import_coco(autosave_path)
-            session._undo.clear()
+            session._history.clear()
         session.autosave_path = Path(autosave_path)
         return session
 

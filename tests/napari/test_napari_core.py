@@ -95,7 +95,7 @@ def test_history_undo_redo_restores_only_the_changed_box():
     with history.recording(labels) as rec:
         rec.before((1,), None)
         labels[1, 5:10, 6:9] = 4
-    (patch,) = history.undo_stack[-1]
+    (patch,) = history.edits.undo_stack[-1]
     assert patch.box == (6, 5, 9, 10) and patch.before.shape == (5, 3)
     labels[1, 20, 20] = 7  # a hand edit elsewhere survives undo
     history.undo(labels)
