@@ -83,3 +83,17 @@ def test_a_retried_image_counts_once_and_failures_stay_out_of_the_file(tmp_path)
     coco = read_coco(out)
     assert [i["file_name"] for i in coco["images"]] == ["y.png"]
     assert coco["categories"] == [{"id": 1, "name": "nucleus"}]
+
+
+def test_a_run_that_adds_nothing_leaves_the_coco_file_unwritten(tmp_path, counted_writes):
+    out = tmp_path / "out.json"
+    first = CocoJournal(out)
+    first.add(image("a.png"))
+    first.finish()
+    counted_writes.clear()
+    rerun = CocoJournal(out)
+    assert not rerun.add(image("a.png"))
+    rerun.add(image("b.png", error="cannot decode b.png"))
+    rerun.finish()
+    assert counted_writes == [] and not journal_path(out).exists()
+    assert [i["file_name"] for i in read_coco(out)["images"]] == ["a.png"]

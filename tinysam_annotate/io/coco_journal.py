@@ -92,6 +92,10 @@ class CocoJournal:
         the rest as they arrived), write it atomically and remove the journal. Failed images are left out."""
         rank = {name: i for i, name in enumerate(order)}
         pending = sorted(self.records.values(), key=lambda r: rank.get(r.file_name, len(rank)))
+        if self.out.exists() and not any(r.error is None for r in pending):
+            self.records.clear()  # nothing new: the file stays as it is (writing validates every mask again)
+            self.path.unlink(missing_ok=True)
+            return self.out
         next_image = max((img["id"] for img in self._coco["images"]), default=0) + 1
         next_ann = max((ann["id"] for ann in self._coco["annotations"]), default=0) + 1
         for record in pending:
