@@ -24,6 +24,7 @@ import torch
 
 from tinysam_annotate import SamHierarchicalMaskGenerator, SamPredictor, load_model
 from tinysam_annotate.cache import EmbeddingCache
+from tinysam_annotate.export.manifest import OnnxManifest
 from tinysam_annotate.io import load_image
 from tinysam_annotate.registry import everything_thresholds, get_spec, require_model_file
 
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--model", default="tinysam-synth")
     parser.add_argument("--backend", default="onnx")
     parser.add_argument("--precision", default="int8")
+    parser.add_argument("--onnx-folder", type=Path, default=None,
+                        help="ours on this exported folder of the model's weights (default: the shipped one)")
     parser.add_argument("--images", nargs="+", default=["coins", "nuclei_256.tif", "picture1.jpg"])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -67,7 +70,9 @@ def main() -> None:
     thresholds = everything_thresholds(args.model)
     tinysam = import_authors_package(args.authors_repo)
     theirs_model = authors_model(args.authors_repo, require_model_file(spec))
-    ours_model = load_model(args.model, backend=args.backend, precision=args.precision)
+    ours_model = load_model(args.onnx_folder or args.model, backend=args.backend, precision=args.precision)
+    if ours_model.identity.weights_hash != spec.sha256:
+        parser.error(f"{args.onnx_folder} holds other weights than {args.model}'s")
 
     def run_theirs(image: np.ndarray) -> list[np.ndarray]:
         generator = tinysam.SamHierarchicalMaskGenerator(
@@ -93,6 +98,9 @@ def main() -> None:
         print(rows[-1], flush=True)
 
     engine = f"{args.backend} {args.precision}"
+    if args.onnx_folder is not None:
+        version = OnnxManifest.read(args.onnx_folder).export_version
+        engine += f" (exported folder {args.onnx_folder.name}, export version {version})"
     lines = [
         "# Everything mode: ours against the TinySAM authors' hierarchical generator",
         "",

@@ -128,12 +128,11 @@ def export_qdq_encoder(quantized: Sam, path: str | os.PathLike, opset: int = 20)
 def install_int8(folder: str | os.PathLike, qdq_encoder: str | os.PathLike, details: dict) -> None:
     """Make ``qdq_encoder`` the int8 encoder of an exported ONNX folder (manifest updated atomically)."""
     from tinysam_annotate.export.manifest import OnnxManifest
-    from tinysam_annotate.export.quantize import INT8_ENCODER_FILE
-    from tinysam_annotate.export.versions import DECODER_FILE
+    from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, int8_files
 
     folder = Path(folder)
     target = folder / INT8_ENCODER_FILE
     if Path(qdq_encoder).resolve() != target.resolve():
         os.replace(qdq_encoder, target)
-    files = {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE}
-    OnnxManifest.read(folder).with_files("int8", files, details).write(folder)
+    manifest = OnnxManifest.read(folder)
+    manifest.with_files("int8", int8_files(manifest), details).write(folder)

@@ -14,13 +14,15 @@ from tinysam_annotate import SamAutomaticMaskGenerator, SamHierarchicalMaskGener
 from tinysam_annotate.amg import GenerationCancelled
 from tinysam_annotate.amg.hierarchical import dense_points_around
 from tinysam_annotate.amg.masks import encode_rle, mask_box, mask_nms, nms
+from tinysam_annotate.backends.base import ScoredPrompts
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
+from tinysam_annotate.backends.torch_backend import TorchBackend
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
 from tinysam_annotate.io.coco import decode_rle
 from tinysam_annotate.transforms import UpsampleFrame, postprocess_masks
 
-from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
+from ..conftest import CONFORMANCE, CountingBackend, make_tiny_sam, require_shared
 
 
 def _reference(name: str, variant: str) -> dict:
@@ -242,3 +244,39 @@ def test_bad_arguments(tiny_backend_amg):
         SamAutomaticMaskGenerator(tiny_backend_amg, output_mode="png")
     with pytest.raises(ValueError, match="crop_n_layers"):
         SamHierarchicalMaskGenerator(tiny_backend_amg, crop_n_layers=1)
+
+
+class _UpscaleRecorder(CountingBackend):
+    """A scores-first engine that records how many prompts it scored and how many of them it upscaled."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.best_ious: list[float] = []
+        self.upscaled = 0
+
+    def score_prompts(self, *args):
+        scored = self.inner.score_prompts(*args)
+        self.best_ious += scored.iou.max(axis=1).tolist()
+
+        def masks_of(rows):
+            self.upscaled += len(rows)
+            return scored.masks_of(rows)
+
+        return ScoredPrompts(scored.iou, masks_of)
+
+
+def test_only_prompts_past_the_iou_threshold_are_upscaled(tiny_backend_amg, scene):
+    torch_backend = TorchBackend(tiny_backend_amg, model_id="tiny")
+    common = dict(points_per_side=8, points_per_batch=16, stability_score_thresh=0.0, output_mode="coco_rle")
+    probe = _UpscaleRecorder(torch_backend)
+    SamAutomaticMaskGenerator(probe, pred_iou_thresh=0.0, **common).generate(scene)
+    threshold = float(np.median(probe.best_ious))  # half of the prompts have a mask past it
+    recorder = _UpscaleRecorder(torch_backend)
+    upscaled_only_kept = SamAutomaticMaskGenerator(recorder, pred_iou_thresh=threshold, **common).generate(scene)
+    assert len(recorder.best_ious) == 64
+    assert recorder.upscaled == sum(iou > threshold for iou in recorder.best_ious) < 64
+    # An engine without scores-first decoding computes every mask; the masks kept are the same.
+    every_mask = SamAutomaticMaskGenerator(CountingBackend(torch_backend), pred_iou_thresh=threshold, **common)
+    expected = every_mask.generate(scene)
+    assert len(upscaled_only_kept) == len(expected) > 0
+    assert [a["segmentation"] for a in upscaled_only_kept] == [a["segmentation"] for a in expected]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -13,12 +14,13 @@ import torch
 from PIL import Image
 
 from tinysam_annotate import SamPredictor, load_model
+from tinysam_annotate.backends.base import ScoresFirst
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.backends.torch_backend import TorchBackend
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.errors import ModelNotFoundError, ProviderError
-from tinysam_annotate.export.onnx_export import export_onnx
+from tinysam_annotate.export.onnx_export import DecoderGraph, MasksGraph, export_onnx
 from tinysam_annotate.export.quantize import convert_fp16, quantize_encoder_int8
 
 from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
@@ -88,10 +90,10 @@ def test_one_broadcast_no_mask_equals_one_per_prompt(tiny_onnx, scene):
     labels = np.array([[1, -1]] * 5 + [[2, 3]] * 4, np.float32)
     session = OnnxBackend(folder, providers=["cpu"]).decoder
     feeds = dict(image_embeddings=emb, point_coords=coords, point_labels=labels, has_mask_input=np.zeros(1, np.float32))
-    one = session.run(None, dict(feeds, mask_input=np.zeros((1, 1, 64, 64), np.float32)))
+    one = session.run(None, dict(feeds, mask_input=np.zeros((1, 1, 64, 64), np.float32)))  # IoUs, features, weights
     per_prompt = session.run(None, dict(feeds, mask_input=np.zeros((batch, 1, 64, 64), np.float32)))
-    assert one[0].shape == per_prompt[0].shape == (batch, 4, 64, 64)
-    assert np.abs(one[0] - per_prompt[0]).max() < 1e-4 and np.abs(one[1] - per_prompt[1]).max() < 1e-5
+    assert one[0].shape == per_prompt[0].shape == (batch, 4) and one[1].shape[0] == batch
+    assert all(np.abs(a - b).max() < 1e-4 for a, b in zip(one, per_prompt, strict=True))
     pe = sam.prompt_encoder
     with torch.inference_mode():
         sparse = pe.embed_labeled_points(torch.from_numpy(coords), torch.from_numpy(labels).long())
@@ -264,7 +266,7 @@ def test_manifest_is_typed_validated_and_written_atomically(tmp_path):
 
     shipped = OnnxManifest.read(SHIPPED_MODELS_DIR / "tinysam_synth_onnx")
     assert shipped.image_size == 1024 and "int8" in shipped.files and shipped.broadcasts_mask_input
-    updated = shipped.with_files("fp16", {"encoder": "encoder.fp16.onnx", "decoder": "decoder.fp16.onnx"}, {"method": "x"})
+    updated = shipped.with_files("fp16", {**shipped.files["int8"], "encoder": "encoder.fp16.onnx"}, {"method": "x"})
     updated.write(tmp_path)
     assert OnnxManifest.read(tmp_path) == updated and [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
     assert set(shipped.files) == {"int8"}  # with_files returns a new manifest
@@ -273,10 +275,72 @@ def test_manifest_is_typed_validated_and_written_atomically(tmp_path):
     raw = json.loads((tmp_path / "manifest.json").read_text())
     for broken, match in [({k: v for k, v in raw.items() if k != "image_size"}, "lacks image_size"),
                           (dict(raw, image_size="big"), "malformed"), (dict(raw, files={"fp32": "x"}), "malformed"),
-                          (dict(raw, extra=1), "unknown fields")]:
+                          (dict(raw, extra=1), "unknown fields"),
+                          (dict(raw, export_version="5", files={"fp32": {"encoder": "e", "decoder": "d"}}), "needs a masks file")]:
         (tmp_path / "manifest.json").write_text(json.dumps(broken))
         with pytest.raises(ManifestError, match=match):
             OnnxManifest.read(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ManifestError, match="JSON"):
         OnnxManifest.read(tmp_path)
+
+
+def test_scores_first_equals_the_full_decode(tiny_onnx, scene):
+    """Everything mode scores a batch, then upscales only the rows it keeps: the same numbers as decoding all."""
+    sam, folder = tiny_onnx
+    rng = np.random.default_rng(3)
+    coords = rng.uniform(0, 256, size=(6, 1, 2)).astype(np.float32)
+    labels = np.ones((6, 1), np.int64)
+    rows = np.array([4, 0, 2])
+    for backend in (OnnxBackend(folder, providers=["cpu"]), TorchBackend(sam)):
+        assert isinstance(backend, ScoresFirst)
+        emb = backend.encode(np.ascontiguousarray(scene))
+        for multimask in (True, False):
+            logits, iou = backend.decode(emb, coords, labels, None, multimask)
+            scored = backend.score_prompts(emb, coords, labels, multimask)
+            assert np.abs(scored.iou - iou).max() < 1e-5
+            assert np.abs(scored.masks_of(rows) - logits[rows]).max() < 1e-4
+            assert np.abs(scored.masks_of(np.arange(6)) - logits).max() < 1e-4
+
+
+class _OneGraphDecoder(torch.nn.Module):
+    """The decoder as export version 4 and older wrote it: one graph from prompts to low-res logits and IoUs."""
+
+    def __init__(self, sam) -> None:
+        super().__init__()
+        self.scores, self.masks = DecoderGraph(sam), MasksGraph(sam)
+
+    def forward(self, *inputs):
+        iou, features, weights = self.scores(*inputs)
+        return self.masks(features, weights), iou
+
+
+def test_folders_with_one_decoder_graph_still_decode(tiny_onnx, scene, tmp_path):
+    sam, folder = tiny_onnx
+    old = tmp_path / "v4"
+    old.mkdir()
+    (old / "encoder.onnx").write_bytes((folder / "encoder.onnx").read_bytes())
+    low = sam.prompt_encoder.image_embedding_size[0]
+    dummy = (torch.zeros(1, 256, low, low), torch.zeros(2, 1, 2), torch.ones(2, 1), torch.zeros(1, 1, 4 * low, 4 * low),
+             torch.zeros(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape arithmetic, as in export_onnx
+        torch.onnx.export(_OneGraphDecoder(sam).eval(), dummy, str(old / "decoder.onnx"), dynamo=False, opset_version=20,
+                          input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
+                          output_names=["low_res_masks", "iou_predictions"],
+                          dynamic_axes={"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"},
+                                        "low_res_masks": {0: "n"}, "iou_predictions": {0: "n"}})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(export_version="4", files={"fp32": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}})
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    new_b, old_b = OnnxBackend(folder, providers=["cpu"]), OnnxBackend(old, providers=["cpu"])
+    assert old_b.masks is None and new_b.masks is not None
+    emb = new_b.encode(np.ascontiguousarray(scene))
+    coords = np.array([[[30.0, 40.0]], [[100.0, 120.0]], [[200.0, 10.0]]], np.float32)
+    labels = np.ones((3, 1))
+    for a, b in zip(new_b.decode(emb, coords, labels, None, True), old_b.decode(emb, coords, labels, None, True),
+                    strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
+    new_scores, old_scores = new_b.score_prompts(emb, coords, labels, True), old_b.score_prompts(emb, coords, labels, True)
+    assert np.abs(new_scores.iou - old_scores.iou).max() < 1e-5
+    assert np.abs(new_scores.masks_of(np.array([2])) - old_scores.masks_of(np.array([2]))).max() < 1e-4

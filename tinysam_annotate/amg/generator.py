@@ -8,11 +8,12 @@ see :mod:`.masks`) and kept as RLE; the embedding is computed once per image (an
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..backends.base import score_prompts
 from ..cleanup import remove_small_regions
 from ..errors import TinySamAnnotateError
 from ..io.coco import decode_rle
@@ -182,25 +183,38 @@ class SamAutomaticMaskGenerator:
             batch = points[start : start + step]
             coords = p.transform.apply_coords(batch, embedded.original_size)[:, None, :]
             coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
-            low, iou = backend.decode(embedded.features, coords, labels, None, True)
-            n_masks = low.shape[1]
-            low = low.reshape(-1, *low.shape[2:])
-            iou = iou.reshape(-1)
-            prompt_xy = np.repeat(batch, n_masks, axis=0)
-            keep = np.ones(len(iou), dtype=bool)
-            if self.pred_iou_thresh > 0:
-                keep &= iou > self.pred_iou_thresh
-            if self.stability_score_thresh > 0:
-                estimate = low_res_stability(low, 0.0, self.stability_score_offset)
-                keep &= estimate >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN
-            for i in np.flatnonzero(keep):
-                cand = self._candidate(frame, low[i], float(iou[i]), prompt_xy[i], crop_box, orig_size, union, high_score_thresh)
+            for logits, iou, point in self._passing_masks(embedded.features, coords, labels, batch):
+                cand = self._candidate(frame, logits, iou, point, crop_box, orig_size, union, high_score_thresh)
                 if cand is not None:
                     cand.point = cand.point + np.array([x0, y0])
                     out.append(cand)
             if tracker is not None:
                 tracker.advance(len(batch))
         return out, union
+
+    def _passing_masks(
+        self, features: np.ndarray, coords: np.ndarray, labels: np.ndarray, points: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, float, np.ndarray]]:
+        """The masks of one batch of single-point prompts that pass the IoU threshold and the low-res stability
+        estimate: (low-res logits L x L, predicted IoU, the prompt's (x, y) in ``points``) each.
+
+        Only prompts with a mask past the IoU threshold are upscaled (about one in six on real images).
+        """
+        scored = score_prompts(self.predictor.backend, features, coords, labels, True)
+        passing = scored.iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else np.ones(scored.iou.shape, bool)
+        rows = np.flatnonzero(passing.any(axis=1))
+        if not len(rows):
+            return
+        low = scored.masks_of(rows)  # rows x M x L x L
+        n_masks = low.shape[1]
+        low = low.reshape(-1, *low.shape[2:])
+        iou = scored.iou[rows].reshape(-1)
+        keep = passing[rows].reshape(-1)
+        if self.stability_score_thresh > 0:
+            estimate = low_res_stability(low, 0.0, self.stability_score_offset)
+            keep &= estimate >= self.stability_score_thresh - LOW_RES_STABILITY_MARGIN
+        for i in np.flatnonzero(keep):
+            yield low[i], float(iou[i]), points[rows[i // n_masks]]
 
     def _batch_size(self) -> int:
         """The fixed points_per_batch, else what fits the memory budget when the image's first batch starts (its

@@ -8,7 +8,7 @@ Coordinates are (x, y) pixels of the model's input frame (the resized image, lon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,3 +66,33 @@ class Backend(Protocol):
         """``array`` as the engine's own tensor type (a torch tensor on its device for the torch engine; the
         array itself for ONNX Runtime): what segment-anything's torch-facing calls return."""
         ...
+
+
+@dataclass(frozen=True)
+class ScoredPrompts:
+    """A decoded batch of B prompts before its masks: ``iou`` B x M predictions, and ``masks_of(rows)`` giving the
+    low-res logits len(rows) x M x L x L of the prompts at ``rows`` (an int array into the batch)."""
+
+    iou: np.ndarray
+    masks_of: Callable[[np.ndarray], np.ndarray]
+
+
+@runtime_checkable
+class ScoresFirst(Protocol):
+    """An engine that predicts the IoUs of a batch before computing any mask, so a caller upscales only the
+    prompts it keeps (everything mode keeps about one in six)."""
+
+    def score_prompts(
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+    ) -> ScoredPrompts:
+        """Same inputs as :meth:`Backend.decode` without a mask input."""
+        ...
+
+
+def score_prompts(backend: Backend, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
+                  multimask_output: bool) -> ScoredPrompts:
+    """``backend``'s scores-first decoding, or its full decode (every mask computed) for engines without one."""
+    if isinstance(backend, ScoresFirst):
+        return backend.score_prompts(embedding, coords, labels, multimask_output)
+    logits, iou = backend.decode(embedding, coords, labels, None, multimask_output)
+    return ScoredPrompts(iou, lambda rows: logits[rows])

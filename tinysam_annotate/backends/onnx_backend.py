@@ -16,7 +16,7 @@ import onnxruntime as ort
 from ..errors import ModelNotFoundError, ProviderError
 from ..export.manifest import OnnxManifest
 from ..transforms import normalize_and_pad
-from .base import ModelIdentity
+from .base import ModelIdentity, ScoredPrompts
 from .providers import ProviderPlan, physical_cores, plan_providers
 
 
@@ -58,6 +58,11 @@ class OnnxBackend:
         # not change a mask. ORT applies this to its threads and to the thread creating its first session.
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.decoder = ort.InferenceSession(str(self.folder / files["decoder"]), options, providers=self.plan.providers)
+        # Export version 5 on: the decoder stops before the masks and this small graph makes them.
+        self.masks = (
+            ort.InferenceSession(str(self.folder / files["masks"]), options, providers=self.plan.providers)
+            if "masks" in files else None
+        )
         # The encoder runs once per image: its CPU arena would keep its peak (~400 MB more resident for TinySAM
         # INT8) for nothing; without it encoding is as fast. The decoder, called per click and per everything-
         # mode batch, keeps its arena (~30% faster batches).
@@ -93,6 +98,45 @@ class OnnxBackend:
         mask_input: np.ndarray | None,
         multimask_output: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
+        keep = self._token_slice(multimask_output)
+        outputs = self.decoder.run(None, self._feeds(embedding, coords, labels, mask_input))
+        if self.masks is None:
+            masks, iou = outputs
+            return masks[:, keep], iou[:, keep]
+        iou, features, weights = outputs
+        return self._masks(features, weights[:, keep]), iou[:, keep]
+
+    def score_prompts(
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+    ) -> ScoredPrompts:
+        keep = self._token_slice(multimask_output)
+        outputs = self.decoder.run(None, self._feeds(embedding, coords, labels, None))
+        if self.masks is None:  # export version 4 and older: the masks came with the scores
+            masks, iou = outputs
+            return ScoredPrompts(iou[:, keep], lambda rows: masks[rows, keep])
+        iou, features, weights = outputs
+        weights = weights[:, keep]
+
+        def masks_of(rows: np.ndarray) -> np.ndarray:
+            if len(rows) == len(features):  # every prompt kept: no copy of the 4 MB per prompt of features
+                return self._masks(features, weights)
+            return self._masks(features[rows], weights[rows])
+
+        return ScoredPrompts(iou[:, keep], masks_of)
+
+    def _token_slice(self, multimask_output: bool) -> slice:
+        """The graphs give all four mask tokens: 1..3 for multimask output (always, for TinySAM), else 0."""
+        return slice(1, None) if (multimask_output or self.always_multimask) else slice(0, 1)
+
+    def _masks(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Mask features K x e x e x C and weights K x M x C/8 -> low-res logits K x M x L x L."""
+        assert self.masks is not None
+        feeds = {"mask_features": np.ascontiguousarray(features), "mask_weights": np.ascontiguousarray(weights)}
+        return self.masks.run(None, feeds)[0]
+
+    def _feeds(
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
         batch = coords.shape[0]
         if coords.shape[1] == 0:
             # Mask-only prompt: the graph needs at least one token, so send a padding point (torch sends none;
@@ -100,7 +144,7 @@ class OnnxBackend:
             coords = np.zeros((batch, 1, 2), np.float32)
             labels = np.full((batch, 1), -1, np.int64)
         has_mask = mask_input is not None
-        feeds = {
+        return {
             "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32),
             "point_coords": np.ascontiguousarray(coords, dtype=np.float32),
             "point_labels": np.ascontiguousarray(labels, dtype=np.float32),
@@ -111,7 +155,3 @@ class OnnxBackend:
             ),
             "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
         }
-        masks, iou = self.decoder.run(None, feeds)
-        keep = slice(1, None) if (multimask_output or self.always_multimask) else slice(0, 1)
-        return masks[:, keep], iou[:, keep]
-

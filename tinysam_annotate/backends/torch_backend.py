@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .base import ModelIdentity
+from .base import ModelIdentity, ScoredPrompts
 
 if TYPE_CHECKING:  # Sam.as_backend() imports this module
     from ..modeling import Sam
@@ -126,3 +126,25 @@ class TorchBackend:
             multimask_output,
         )
         return logits.cpu().numpy(), iou.cpu().numpy()
+
+    @torch.inference_mode()
+    def score_prompts(
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+    ) -> ScoredPrompts:
+        device = self.sam.device
+        decoder = self.sam.mask_decoder
+        sparse = self.sam.prompt_encoder.embed_labeled_points(
+            _as_tensor(coords, np.float32).to(device), _as_tensor(labels, np.int64).to(device)
+        )
+        iou, features, weights, _ = decoder.score_prompts(
+            _as_tensor(embedding, np.float32).to(device), self.dense_pe(), sparse, self.sam.prompt_encoder.no_mask_dense(1)
+        )
+        keep = decoder.output_slice(multimask_output)
+        weights = weights[:, keep]
+
+        def masks_of(rows: np.ndarray) -> np.ndarray:
+            index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
+            with torch.inference_mode():
+                return decoder.masks_from_features(features[index], weights[index]).float().cpu().numpy()
+
+        return ScoredPrompts(iou[:, keep].float().cpu().numpy(), masks_of)

@@ -24,7 +24,8 @@ class ManifestError(ModelNotFoundError):
 @dataclass(frozen=True)
 class OnnxManifest:
     """``manifest.json`` of an exported folder. ``files`` maps a precision ("fp32", "int8", "fp16") to its
-    ``{"encoder": file, "decoder": file}``; ``quantization`` records how each quantized precision was made."""
+    ``{"encoder": file, "decoder": file, "masks": file}`` ("masks" from export version 5 on); ``quantization``
+    records how each quantized precision was made."""
 
     export_version: str
     model_id: str
@@ -65,7 +66,7 @@ class OnnxManifest:
                 weights_hash=str(raw["weights_hash"]), image_size=int(raw["image_size"]),
                 embedding_size=int(raw["embedding_size"]), low_res_size=int(raw["low_res_size"]),
                 always_multimask=bool(raw["always_multimask"]), opset=int(raw["opset"]),
-                files={str(p): {"encoder": str(f["encoder"]), "decoder": str(f["decoder"])} for p, f in raw["files"].items()},
+                files={str(p): _file_set(f) for p, f in raw["files"].items()},
                 quantization={str(p): dict(q) for p, q in raw.get("quantization", {}).items()},
             )
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -73,6 +74,9 @@ class OnnxManifest:
         unknown = set(raw) - names
         if unknown:
             raise ManifestError(f"{source} has unknown fields {sorted(unknown)}")
+        lacking = sorted(p for p, f in manifest.files.items() if manifest.splits_decoder and "masks" not in f)
+        if lacking:
+            raise ManifestError(f"{source}: export version {manifest.export_version} needs a masks file for {', '.join(lacking)}")
         return manifest
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +100,19 @@ class OnnxManifest:
         return dataclasses.replace(self, files={**self.files, precision: dict(files)}, quantization=quant)
 
     @property
+    def splits_decoder(self) -> bool:
+        """Export version 5 and later stop the decoder before the masks (masks.onnx makes them)."""
+        return int(self.export_version) >= 5
+
+    @property
     def broadcasts_mask_input(self) -> bool:
         """Export version 3 and later take one zero mask for all prompts; older graphs need one per prompt."""
         return int(self.export_version) >= 3
+
+
+def _file_set(files: dict[str, Any]) -> dict[str, str]:
+    """One precision's file names: encoder and decoder, and masks when given."""
+    out = {"encoder": str(files["encoder"]), "decoder": str(files["decoder"])}
+    if "masks" in files:
+        out["masks"] = str(files["masks"])
+    return out

@@ -1,4 +1,4 @@
-"""Export a Sam to two ONNX files: the image encoder and the prompt-encoder + mask-decoder.
+"""Export a Sam to three ONNX files: the image encoder, the prompt decoder and the mask upscaler.
 
 encoder.onnx: ``image`` 1 x 3 x S x S float32 (normalised, padded; see transforms.normalize_and_pad)
   -> ``image_embeddings`` 1 x 256 x S/16 x S/16.
@@ -6,9 +6,12 @@ decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 f
   pixels, ``point_labels`` B x N float32 (-1 pad, 0 bg, 1 fg, 2/3 box corners), ``mask_input``
   M x 1 x 4e x 4e float32 with M = B or 1 (one mask for all prompts; send one zero mask when there is
   none: the first decoder layer then reads one image for all prompts instead of one copy per prompt), ``has_mask_input``
-  1 float32 -> ``low_res_masks`` B x 4 x 4e x 4e and
-  ``iou_predictions`` B x 4 (all four mask tokens; the backend picks tokens 1..3 or 0, so one file
-  serves TinySAM's always-multimask and SAM's single-mask behaviour).
+  1 float32 -> ``iou_predictions`` B x 4, ``mask_features`` B x e x e x 256 and ``mask_weights`` B x 4 x 32
+  (all four mask tokens; the backend picks tokens 1..3 or 0, so one file serves TinySAM's always-multimask
+  and SAM's single-mask behaviour).
+masks.onnx: ``mask_features`` K x e x e x 256, ``mask_weights`` K x M x 32 -> ``low_res_masks`` K x M x 4e x 4e.
+  A separate graph so that everything mode upscales only the prompts whose predicted IoU passes its threshold.
+Folders of export version 4 and older have one decoder.onnx giving ``low_res_masks`` and ``iou_predictions``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import nn
 
 from ..modeling import Sam
 from .manifest import OnnxManifest
-from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION
+from .versions import DECODER_FILE, DEFAULT_OPSET, ENCODER_FILE, EXPORT_VERSION, MASKS_FILE
 
 
 class EncoderGraph(nn.Module):
@@ -38,7 +41,7 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder over a batch of prompts with unified point labels."""
+    """Prompt encoder + mask decoder up to the masks, over a batch of prompts with unified point labels."""
 
     def __init__(self, sam: Sam) -> None:
         super().__init__()
@@ -53,14 +56,25 @@ class DecoderGraph(nn.Module):
         point_labels: torch.Tensor,
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pe = self.prompt_encoder
         sparse = pe.embed_labeled_points(point_coords, point_labels.round().to(torch.int64))
         with_mask = pe.embed_masks(mask_input)
         no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         dense = has_mask_input.reshape(1, 1, 1, 1) * with_mask + (1 - has_mask_input.reshape(1, 1, 1, 1)) * no_mask
-        masks, iou, _ = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
-        return masks, iou
+        iou, features, weights, _ = self.mask_decoder.score_prompts(image_embeddings, self.dense_pe, sparse, dense)
+        return iou, features, weights
+
+
+class MasksGraph(nn.Module):
+    """The mask decoder's upscaling and per-token products: mask features and weights -> low-res logits."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.mask_decoder = sam.mask_decoder
+
+    def forward(self, mask_features: torch.Tensor, mask_weights: torch.Tensor) -> torch.Tensor:
+        return self.mask_decoder.masks_from_features(mask_features, mask_weights)
 
 
 def export_onnx(
@@ -71,7 +85,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     check: bool = True,
 ) -> Path:
-    """Write encoder.onnx, decoder.onnx and manifest.json to ``out_dir``; return the folder.
+    """Write encoder.onnx, decoder.onnx, masks.onnx and manifest.json to ``out_dir``; return the folder.
 
     With ``check`` the exported files are run with onnxruntime against the torch model right away
     (random image and prompts); a mismatch raises RuntimeError.
@@ -113,21 +127,37 @@ def export_onnx(
                 dummy,
                 str(out / DECODER_FILE),
                 input_names=["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"],
-                output_names=["low_res_masks", "iou_predictions"],
+                output_names=["iou_predictions", "mask_features", "mask_weights"],
                 dynamic_axes={
                     "point_coords": {0: "num_prompts", 1: "num_points"},
                     "point_labels": {0: "num_prompts", 1: "num_points"},
                     "mask_input": {0: "num_masks"},
-                    "low_res_masks": {0: "num_prompts"},
                     "iou_predictions": {0: "num_prompts"},
+                    "mask_features": {0: "num_prompts"},
+                    "mask_weights": {0: "num_prompts"},
                 },
                 opset_version=opset,
                 dynamo=False,
             )
+        channels = sam.mask_decoder.transformer_dim
+        torch.onnx.export(
+            MasksGraph(sam).eval(),
+            (torch.zeros(2, grid, grid, channels), torch.zeros(2, 3, channels // 8)),
+            str(out / MASKS_FILE),
+            input_names=["mask_features", "mask_weights"],
+            output_names=["low_res_masks"],
+            dynamic_axes={
+                "mask_features": {0: "num_prompts"},
+                "mask_weights": {0: "num_prompts", 1: "num_masks"},
+                "low_res_masks": {0: "num_prompts", 1: "num_masks"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
     OnnxManifest(
         export_version=EXPORT_VERSION, model_id=model_id, weights_hash=weights_hash, image_size=size, embedding_size=grid,
         low_res_size=low, always_multimask=bool(sam.mask_decoder.always_multimask), opset=opset,
-        files={"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE}},
+        files={"fp32": {"encoder": ENCODER_FILE, "decoder": DECODER_FILE, "masks": MASKS_FILE}},
     ).write(out)
     if check:
         check_parity(sam, out)
@@ -152,12 +182,13 @@ def check_parity(sam: Sam, folder: str | os.PathLike, atol_features: float = 1e-
     has_mask = torch.ones(1)
     with torch.no_grad():
         features = sam.image_encoder(image)
-        ref_masks, ref_iou = DecoderGraph(sam).eval()(features, coords, labels, mask, has_mask)
+        ref_iou, ref_features, ref_weights = DecoderGraph(sam).eval()(features, coords, labels, mask, has_mask)
+        ref_masks = MasksGraph(sam).eval()(ref_features, ref_weights)
     options = ort.SessionOptions()
     enc = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(str(folder / DECODER_FILE), options, providers=["CPUExecutionProvider"])
-    ort_features = enc.run(None, {"image": image.numpy()})[0]
-    ort_masks, ort_iou = dec.run(
+    ort_embedding = enc.run(None, {"image": image.numpy()})[0]
+    ort_iou, ort_mask_features, ort_weights = dec.run(
         None,
         {
             "image_embeddings": features.numpy(),
@@ -167,8 +198,10 @@ def check_parity(sam: Sam, folder: str | os.PathLike, atol_features: float = 1e-
             "has_mask_input": has_mask.numpy(),
         },
     )
+    masks = ort.InferenceSession(str(folder / MASKS_FILE), options, providers=["CPUExecutionProvider"])
+    ort_masks = masks.run(None, {"mask_features": ort_mask_features, "mask_weights": ort_weights})[0]
     diffs = {
-        "features": float(np.abs(ort_features - features.numpy()).max()),
+        "features": float(np.abs(ort_embedding - features.numpy()).max()),
         "low_res_logits": float(np.abs(ort_masks - ref_masks.numpy()).max()),
         "iou": float(np.abs(ort_iou - ref_iou.numpy()).max()),
     }

@@ -22,11 +22,9 @@ import numpy as np
 
 from ..transforms import ResizeLongestSide, normalize_and_pad
 from .manifest import OnnxManifest
-from .versions import DECODER_FILE, ENCODER_FILE
+from .versions import ENCODER_FILE
 
 INT8_ENCODER_FILE = "encoder.int8.onnx"
-FP16_ENCODER_FILE = "encoder.fp16.onnx"
-FP16_DECODER_FILE = "decoder.fp16.onnx"
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 FLOAT_OUTPUT_OPS = ["MatMul", "Gemm"]
 # Node-name fragments of layers kept float: TinyViT's stem and its MBConv stage (huge activations
@@ -61,6 +59,11 @@ class ImageCalibrationReader:
 
     def rewind(self) -> None:  # calibrators read once; kept for the interface
         pass
+
+
+def int8_files(manifest: OnnxManifest) -> dict[str, str]:
+    """The INT8 precision's files: the FP32 ones with the INT8 encoder (decoder and masks stay FP32)."""
+    return {**manifest.files["fp32"], "encoder": INT8_ENCODER_FILE}
 
 
 def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra: dict | None = None) -> None:
@@ -106,7 +109,7 @@ def quantize_encoder_int8(
     _update_manifest(
         folder,
         "int8",
-        {"encoder": INT8_ENCODER_FILE, "decoder": DECODER_FILE},
+        int8_files(OnnxManifest.read(folder)),
         {
             "method": "static QDQ, MinMax, uint8 activations, int8 per-channel weights",
             "ops": op_types or QUANTIZED_OPS,
@@ -120,13 +123,15 @@ def quantize_encoder_int8(
 
 
 def convert_fp16(folder: str | os.PathLike) -> Path:
-    """Write FP16 encoder and decoder files (float32 inputs/outputs kept) for GPU providers."""
+    """Write an FP16 copy of each FP32 file, NAME.fp16.onnx (float32 inputs/outputs kept), for GPU providers."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     folder = Path(folder)
-    for src, dst in ((ENCODER_FILE, FP16_ENCODER_FILE), (DECODER_FILE, FP16_DECODER_FILE)):
+    files = {}
+    for role, src in OnnxManifest.read(folder).files["fp32"].items():  # encoder, decoder (and masks)
+        files[role] = src.replace(".onnx", ".fp16.onnx")
         model = convert_float_to_float16(onnx.load(str(folder / src)), keep_io_types=True)
-        onnx.save(model, str(folder / dst))
-    _update_manifest(folder, "fp16", {"encoder": FP16_ENCODER_FILE, "decoder": FP16_DECODER_FILE})
+        onnx.save(model, str(folder / files[role]))
+    _update_manifest(folder, "fp16", files)
     return folder

@@ -2,9 +2,12 @@
 
 # Bump when the exported graphs change: cached exports with another version are rebuilt.
 # 4: cross-attentions fold the image-side projections into the prompt tokens (faster clicks and batches).
-EXPORT_VERSION = "4"
+# 5: the decoder stops before the masks; masks.onnx upscales the prompts a caller keeps (everything mode
+#    upscales only those whose predicted IoU passes its threshold).
+EXPORT_VERSION = "5"
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+MASKS_FILE = "masks.onnx"
 # Opset 20 has a native Gelu op: one fused kernel in ORT, and the INT8 graph keeps it in one piece.
 DEFAULT_OPSET = 20

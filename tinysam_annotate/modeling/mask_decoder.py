@@ -80,6 +80,25 @@ class MaskDecoder(nn.Module):
         without mask inputs the dense embedding is the same for every prompt, and the first layer then projects
         the image once for all B prompts (or folds the projections into the tokens, see ``Attention``).
         """
+        iou_pred, features, mask_weights, tokens = self.score_prompts(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        return self.masks_from_features(features, mask_weights), iou_pred, tokens
+
+    def score_prompts(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder up to its masks (same inputs as :meth:`predict_masks`).
+
+        Returns IoU predictions B x 4, mask features B x h x w x C (the transformer's image side,
+        channel-last), mask weights B x 4 x C/8 (one per mask token) and the output tokens B x (1 + 4) x C.
+        :meth:`masks_from_features` turns features and weights into logits: a caller that keeps only some
+        prompts by their predicted IoU upscales only those (the upscaling is a third of the decoder's time).
+        """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings), dim=1)
@@ -92,17 +111,20 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, image_pe, tokens)  # image_pe broadcasts over the B prompts
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-
-        upscaled = self.upscale_tokens(src, h, w)  # B x 4h x 4w x C/8, channel-last
-        hyper_in = torch.stack(
+        mask_weights = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        masks = (upscaled.flatten(1, 2) @ hyper_in.transpose(1, 2)).transpose(1, 2).reshape(batch, -1, 4 * h, 4 * w)
         iou_pred = self.iou_prediction_head(iou_token_out)
-        return masks, iou_pred, hs[:, : 1 + self.num_mask_tokens, :]
+        return iou_pred, src.reshape(batch, h, w, -1), mask_weights, hs[:, : 1 + self.num_mask_tokens, :]
 
-    def upscale_tokens(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """``output_upscaling`` computed channel-last: B x (h*w) x C tokens -> B x 4h x 4w x C/8.
+    def masks_from_features(self, features: torch.Tensor, mask_weights: torch.Tensor) -> torch.Tensor:
+        """Mask features B x h x w x C and weights B x M x C/8 (any M of the mask tokens) -> logits B x M x 4h x 4w."""
+        batch, h, w, _ = features.shape
+        upscaled = self.upscale_features(features)  # B x 4h x 4w x C/8, channel-last
+        return (upscaled.flatten(1, 2) @ mask_weights.transpose(1, 2)).transpose(1, 2).reshape(batch, -1, 4 * h, 4 * w)
+
+    def upscale_features(self, features: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` computed channel-last: B x h x w x C -> B x 4h x 4w x C/8.
 
         A 2x2 stride-2 transposed convolution is a per-pixel linear map to 2x2 sub-pixels, so each one is
         a matmul plus a depth-to-space shuffle, and LayerNorm2d becomes a plain LayerNorm over the last
@@ -110,7 +132,7 @@ class MaskDecoder(nn.Module):
         twice as fast in ONNX Runtime; the parameters keep the official layout.
         """
         up1, norm, act1, up2, act2 = self.output_upscaling
-        x = _deconv2x2_channels_last(tokens.reshape(tokens.shape[0], h, w, -1), up1)
+        x = _deconv2x2_channels_last(features, up1)
         x = act1(torch.nn.functional.layer_norm(x, tuple(norm.weight.shape), norm.weight, norm.bias, norm.eps))
         return act2(_deconv2x2_channels_last(x, up2))
 
