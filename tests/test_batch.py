@@ -62,6 +62,7 @@ def test_interrupted_run_resumes_with_only_missing_images(folder, tmp_path):
     assert len({a["id"] for a in coco["annotations"]}) == len(coco["annotations"])
 
 
+@pytest.mark.slow
 def test_cli_everything(folder, tmp_path, capsys):
     ckpt = tmp_path / "tiny.pth"
     torch.save(make_tiny_sam(seed=5).state_dict(), ckpt)

@@ -125,6 +125,7 @@ def _writer(directory: str, key: str, value: float, rounds: int) -> None:
         cache.put(key, payload)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
     key = "ab" + "0" * 38
     ctx = multiprocessing.get_context("spawn")

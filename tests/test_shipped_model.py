@@ -37,6 +37,7 @@ def test_manifest_matches_the_files_and_the_size_budget():
     assert total < 80e6
 
 
+@pytest.mark.slow
 def test_the_shipped_model_loads_and_predicts_on_onnx_without_importing_torch(tmp_path):
     """The default engine (ONNX INT8) needs no torch: a user with only onnxruntime gets masks."""
     code = ("import sys, numpy as np\n"
@@ -87,6 +88,7 @@ def _box_ious(predictor, image, masks):
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_the_shipped_model_segments_real_nuclei_and_int8_agrees(nuclei):
     from tinysam_annotate.loading import load_model
     from tinysam_annotate.predictor import SamPredictor

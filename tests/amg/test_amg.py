@@ -77,6 +77,7 @@ def onnx_conformance(request, tmp_path_factory):
     return request.param, OnnxBackend(folder, providers=["cpu"]), image
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["nms0.7", "nms1"])
 def test_grid_matches_reference_onnx(onnx_conformance, variant):
     name, backend, image = onnx_conformance
@@ -84,6 +85,7 @@ def test_grid_matches_reference_onnx(onnx_conformance, variant):
     _assert_matches(_generator(backend, ref).generate(image), ref)
 
 
+@pytest.mark.slow
 def test_grid_matches_reference_torch():
     require_shared(CONFORMANCE)
     ref = _reference("vit_small", "nms0.7")

@@ -66,6 +66,7 @@ def test_closed_sessions_give_way_oldest_first_and_only_when_needed():
     assert evicted == ["old"]
 
 
+@pytest.mark.slow
 def test_three_sessions_on_a_large_image_stay_within_the_budget(tiny_backend):
     """Two sessions annotate a 3000 x 3000 image; the third is refused with a clear message instead of taking the
     server past its budget; the process grows by less than the budget."""

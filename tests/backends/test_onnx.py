@@ -43,6 +43,7 @@ def conformance_onnx(request, tmp_path_factory):
     return request.param, sam, folder
 
 
+@pytest.mark.slow
 def test_parity_with_torch_on_conformance_weights(conformance_onnx):
     name, sam, folder = conformance_onnx
     cases = json.loads((CONFORMANCE / "prompts.json").read_text())
@@ -120,6 +121,7 @@ def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_
     assert np.allclose(new_out[0], old_out[0], atol=1e-4) and np.allclose(new_out[1], old_out[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_export_traces_the_decoder_with_folded_cross_attention(monkeypatch, tmp_path):
     """Only the token self-attentions project with ``forward`` in the traced decoder; the model is left as it was."""
     from tinysam_annotate.modeling.transformer import Attention
@@ -134,6 +136,7 @@ def test_export_traces_the_decoder_with_folded_cross_attention(monkeypatch, tmp_
     assert all(a.fold_projections is None for a in cross)
 
 
+@pytest.mark.slow
 def test_sam_style_decoder_honours_single_mask(tmp_path):
     sam = make_tiny_sam("vit", always_multimask=False, seed=3)
     folder = export_onnx(sam, tmp_path / "vit", weights_hash="v", model_id="v")
@@ -145,6 +148,7 @@ def test_sam_style_decoder_honours_single_mask(tmp_path):
     assert masks.shape[0] == 1 and iou.shape == (1,)
 
 
+@pytest.mark.slow
 def test_int8_and_fp16_files(tiny_onnx, scene, tmp_path):
     import shutil
 
@@ -215,6 +219,7 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * 4096 / 2**20
 
 
+@pytest.mark.slow
 def test_memory_levels_off_over_2000_decoder_runs(tiny_onnx, rng):
     _, folder = tiny_onnx
     backend = OnnxBackend(folder, providers=["cpu"])
@@ -246,6 +251,7 @@ def test_onnx_backend_imports_no_torch():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_load_model_exports_once_and_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path / "home"))
     ckpt = tmp_path / "tiny.pth"

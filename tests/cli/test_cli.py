@@ -145,6 +145,7 @@ def test_download_http_error_and_offline(file_server, tmp_path):
         download_file("http://127.0.0.1:9/none.pth", tmp_path / "y.pth", progress=False, timeout=2)
 
 
+@pytest.mark.slow
 def test_export_and_quick_bench(tmp_path, capsys):
     ckpt = tmp_path / "tiny.pth"
     torch.save(make_tiny_sam().state_dict(), ckpt)
@@ -157,6 +158,7 @@ def test_export_and_quick_bench(tmp_path, capsys):
     assert "fallback from CUDAExecutionProvider" in text and "one click p50" in text
 
 
+@pytest.mark.slow
 def test_strict_provider_failure_is_a_clean_error(tmp_path, capsys):
     ckpt = tmp_path / "tiny.pth"
     torch.save(make_tiny_sam().state_dict(), ckpt)
@@ -178,6 +180,7 @@ def test_onnx_without_a_model_is_a_clear_error_when_the_default_model_is_missing
     assert "needs --model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_cli_engine_defaults_to_the_apps_and_says_so(tmp_path, capsys):
     from tinysam_annotate.app.engine import AppConfig
     from tinysam_annotate.service import default_engine

@@ -15,6 +15,9 @@ from tinysam_annotate.modeling import TinyViTConfig, ViTConfig
 
 from ..conftest import CONFORMANCE, require_shared
 
+# Full-size (1024 px) random-weight models: minutes in all, so outside the fast core.
+pytestmark = pytest.mark.slow
+
 MODELS = ["vit_t", "vit_small"]
 
 
