@@ -87,13 +87,17 @@ def everything_factory(mode: str = "hierarchical", pred_iou_thresh: float | None
 hierarchical_everything = everything_factory()
 
 
+# Stands for "no labels given" (a dataclass default cannot depend on the source); never written to.
+_NEW_LABELS = np.zeros(0, dtype=np.uint32)
+
+
 @dataclass
 class StackAnnotator:
     """Annotate every plane of ``source`` into ``labels`` (shape ``source.labels_shape``, ints, edited in place)."""
 
     predictor: SamPredictor
     source: PlaneSource
-    labels: np.ndarray | None = None
+    labels: np.ndarray = field(default_factory=lambda: _NEW_LABELS)  # not given: zeros of the source's labels shape
     tile_size: int | None = None  # None: tile only planes longer than TILE_WHEN_LONGER_THAN; 0: never
     tile_overlap: int = 256
     generator_factory: GeneratorFactory = hierarchical_everything
@@ -104,7 +108,7 @@ class StackAnnotator:
     cleanup: MaskCleanup | None = DEFAULT_CLEANUP  # how previews are cleaned; None: the model's raw masks
 
     def __post_init__(self) -> None:
-        if self.labels is None:
+        if self.labels is _NEW_LABELS:
             self.labels = np.zeros(self.source.labels_shape, dtype=np.uint32)
         elif tuple(self.labels.shape) != self.source.labels_shape:
             raise ValueError(f"labels of shape {self.labels.shape} do not fit the image (need {self.source.labels_shape})")
@@ -207,9 +211,11 @@ class StackAnnotator:
         session = self.session(prompts.key, tile)
         dx, dy = tile[0], tile[1]
         points = [(x - dx, y - dy, positive) for x, y, positive in prompts.points]
-        previous = self.current.prompts if self.current is not None else None
-        extends = (previous is not None and previous.key == prompts.key and previous.box == prompts.box
-                   and self.current.tile == tile and prompts.points[: len(previous.points)] == previous.points
+        current = self.current
+        previous = current.prompts if current is not None else None
+        extends = (current is not None and previous is not None and previous.key == prompts.key
+                   and previous.box == prompts.box and current.tile == tile
+                   and prompts.points[: len(previous.points)] == previous.points
                    and len(prompts.points) == len(previous.points) + 1)
         if not extends:
             session.clear_prompts()

@@ -24,7 +24,7 @@ def plane_objects(plane: np.ndarray, prompts: Mapping[int, PromptRecord] | None 
                   scores: Mapping[int, float] | None = None) -> list[ObjectRecord]:
     """One record per label id of a 2D plane (each mask built inside the object's bounding box only), with the
     object's prompts (the shared schema of :mod:`tinysam_annotate.io.prompt_record`) and score when known."""
-    records = []
+    records: list[ObjectRecord] = []
     if not plane.any():
         return records
     prompts, scores = prompts or {}, scores or {}
@@ -105,8 +105,9 @@ def _labelled_records(coco: dict[str, Any], keys: list[PlaneKey]) -> list[tuple[
     when all are present and unique, else 1, 2, ... in file order."""
     found = [(key, r) for key, img in zip(keys, coco["images"], strict=True) for r in objects_of_image(coco, img["id"])]
     wanted = [r.attributes.get("object_id") for _, r in found]
-    use_ids = all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in wanted) and len(set(wanted)) == len(wanted)
-    return [(int(wanted[i]) if use_ids else i + 1, key, r) for i, (key, r) in enumerate(found)]
+    ids = [i for i in wanted if isinstance(i, int) and not isinstance(i, bool) and i > 0]
+    use_ids = len(ids) == len(wanted) and len(set(ids)) == len(ids)
+    return [(ids[i] if use_ids else i + 1, key, r) for i, (key, r) in enumerate(found)]
 
 
 def import_coco(path: str | os.PathLike) -> tuple[np.ndarray, dict[int, PromptRecord]]:

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from tinysam_annotate.io.image import ChannelError, plane_to_rgb
 
 PlaneKey = tuple[int, ...]
+
+
+class StackData(Protocol):
+    """What a layer's data offers and planes are read through: numpy, dask and zarr arrays all do."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, index: Any) -> Any: ...
 
 
 @dataclass
@@ -28,7 +37,7 @@ class PlaneSource:
     natural view of 1-3 channels).
     """
 
-    data: object
+    data: StackData
     rgb: bool = False
     channel_axis: int | None = None
     channels: Sequence[int] | int | None = None

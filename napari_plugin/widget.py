@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import napari
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_warning
@@ -53,6 +55,17 @@ def thread_worker(work: Callable[..., Any]) -> Callable[..., Any]:
     return _thread_worker(work, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class AnnotationLayers:
+    """The layers one annotation runs on, made together by Start annotating."""
+
+    image: Image
+    labels: Labels  # the objects (ids), edited in place by the annotator
+    preview: Labels  # the current candidate mask
+    points: Points  # clicks; feature "positive"
+    box: Shapes  # box prompts
+
+
 class TinySamWidget(Container):
     """TinySAM annotator dock widget; ``predictor`` skips model loading (tests pass a tiny model)."""
 
@@ -61,11 +74,7 @@ class TinySamWidget(Container):
         self.viewer = viewer
         self.predictor = predictor
         self.annotator: StackAnnotator | None = None
-        self.image_layer: Image | None = None
-        self.labels_layer: Labels | None = None
-        self.preview_layer: Labels | None = None
-        self.points_layer: Points | None = None
-        self.box_layer: Shapes | None = None
+        self.layers: AnnotationLayers | None = None  # made by Start annotating
         self.worker: Any = None
         self._prefetches: set[Any] = set()  # workers embedding the tiles around the last click (stopped ones finish their tile)
         self._prefetch_target: tuple[Any, ...] | None = None  # (plane, tile) the running prefetch surrounds
@@ -120,7 +129,7 @@ class TinySamWidget(Container):
         self.stack_button = PushButton(text="all slices")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
-        self.path = FileEdit(label="file", mode="w", filter="*.json *.tif *.tiff")
+        self.path = FileEdit(label="file", mode=FileDialogMode.OPTIONAL_FILE, filter="*.json *.tif *.tiff")
         self.export_coco_button = PushButton(text="Export COCO")
         self.export_tiff_button = PushButton(text="Export TIFF")
         self.import_button = PushButton(text="Import")
@@ -159,10 +168,15 @@ class TinySamWidget(Container):
         self.everything_button.changed.connect(lambda: self.segment_everything(all_slices=False))
         self.stack_button.changed.connect(lambda: self.segment_everything(all_slices=True))
         self.cancel_button.changed.connect(self.cancel)
-        self.export_coco_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "coco")))
-        self.export_tiff_button.changed.connect(_quiet(lambda: self.export(Path(self.path.value), "tiff")))
-        self.import_button.changed.connect(_quiet(lambda: self.import_file(Path(self.path.value))))
+        self.export_coco_button.changed.connect(_quiet(lambda: self.export(self._chosen_file(), "coco")))
+        self.export_tiff_button.changed.connect(_quiet(lambda: self.export(self._chosen_file(), "tiff")))
+        self.import_button.changed.connect(_quiet(lambda: self.import_file(self._chosen_file())))
         self.restore_button.changed.connect(_quiet(self.restore_autosave))
+
+    def _chosen_file(self) -> Path:
+        """The file box's path (an empty path when nothing is chosen: export and import then say so)."""
+        value = self.path.value
+        return value if isinstance(value, Path) else Path()
 
     def _image_names(self, _widget: Any = None) -> list[str]:
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
@@ -229,17 +243,21 @@ class TinySamWidget(Container):
         try:
             if not self.image.value:
                 raise SessionError("add an image layer first")
+            if self.predictor is None:
+                raise SessionError("no model loaded: press Load model")
             layer = self.viewer.layers[self.image.value]
             axis = None if self.channel_axis.value < 0 else int(self.channel_axis.value)
             source = PlaneSource(layer.data, rgb=bool(layer.rgb), channel_axis=axis, channels=parse_channels(self.channels.value))
-            self._make_layers(layer, source)
+            layers = self._make_layers(layer, source)
             previous = self.annotator
-            # Start again on the same labels: its objects' undo history, prompts and scores go on with them.
-            carried = {} if previous is None or previous.labels is not self.labels_layer.data else dict(
-                history=previous.history, object_prompts=previous.object_prompts, object_scores=previous.object_scores)
-            self.annotator = StackAnnotator(self.predictor, source, labels=self.labels_layer.data,
+            self.annotator = StackAnnotator(self.predictor, source, labels=layers.labels.data,
                                             tile_size=int(self.tile_size.value) or None,
-                                            cleanup=DEFAULT_CLEANUP if self.clean.value else None, **carried)
+                                            cleanup=DEFAULT_CLEANUP if self.clean.value else None)
+            if previous is not None and previous.labels is layers.labels.data:
+                # Start again on the same labels: its objects' undo history, prompts and scores go on with them.
+                self.annotator.history = previous.history
+                self.annotator.object_prompts = previous.object_prompts
+                self.annotator.object_scores = previous.object_scores
         except (TinySamAnnotateError, ValueError, KeyError) as exc:
             show_error(str(exc))
             return
@@ -261,48 +279,52 @@ class TinySamWidget(Container):
             del values[source.channel_axis]
         return tuple(values)
 
-    def _make_layers(self, image: Image, source: PlaneSource) -> None:
+    def _make_layers(self, image: Image, source: PlaneSource) -> AnnotationLayers:
         """The plugin's layers for ``image``; a labels layer of the same name and shape (an earlier Start) is kept
         with its objects, never replaced by an empty one."""
         name = f"{image.name} labels"
         existing = next((layer for layer in self.viewer.layers if layer.name == name), None)
         keep = existing if (isinstance(existing, Labels) and existing.data.shape == source.labels_shape
                             and np.issubdtype(existing.data.dtype, np.integer)) else None
-        for layer in (self.labels_layer, self.preview_layer, self.points_layer, self.box_layer, existing):
+        old = [] if self.layers is None else [self.layers.labels, self.layers.preview, self.layers.points, self.layers.box]
+        for layer in [*old, existing]:
             if layer is not None and layer is not keep and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         ndim = len(source.labels_shape)
         place = {"scale": self._spatial(image.scale, source)[-ndim:], "translate": self._spatial(image.translate, source)[-ndim:]}
-        self.image_layer = image
-        self.labels_layer = keep if keep is not None else self.viewer.add_labels(
+        labels = keep if keep is not None else self.viewer.add_labels(
             np.zeros(source.labels_shape, np.uint32), name=name, **place)
-        self.preview_layer = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint8), name=f"{image.name} preview",
-                                                    opacity=0.6, **place)
-        self.box_layer = self.viewer.add_shapes(ndim=ndim, name=f"{image.name} box", shape_type="rectangle",
-                                                edge_color="yellow", face_color="transparent", edge_width=2, **place)
-        self.points_layer = self.viewer.add_points(ndim=ndim, name=f"{image.name} points", features={"positive": np.zeros(0, bool)},
-                                                   feature_defaults={"positive": True}, face_color=POSITIVE_COLOUR,
-                                                   size=max(4, min(source.plane_shape) // 60),
-                                                   canvas_size_limits=MARKER_SCREEN_PIXELS, **place)
-        self.points_layer.mode = "add"
-        self.box_layer.mode = "add_rectangle"
-        for layer in (image, self.labels_layer, self.preview_layer, self.points_layer, self.box_layer):
+        preview = self.viewer.add_labels(np.zeros(source.labels_shape, np.uint8), name=f"{image.name} preview",
+                                         opacity=0.6, **place)
+        box = self.viewer.add_shapes(ndim=ndim, name=f"{image.name} box", shape_type="rectangle",
+                                     edge_color="yellow", face_color="transparent", edge_width=2, **place)
+        points = self.viewer.add_points(ndim=ndim, name=f"{image.name} points", features={"positive": np.zeros(0, bool)},
+                                        feature_defaults={"positive": True}, face_color=POSITIVE_COLOUR,
+                                        size=max(4, min(source.plane_shape) // 60),
+                                        canvas_size_limits=MARKER_SCREEN_PIXELS, **place)
+        points.mode = "add"
+        box.mode = "add_rectangle"
+        self.layers = AnnotationLayers(image, labels, preview, points, box)
+        for layer in (image, labels, preview, points, box):
             self._bind_keys(layer)
-        self.points_layer.events.data.connect(self._on_prompts)
-        self.box_layer.events.data.connect(self._on_prompts)
+        points.events.data.connect(self._on_prompts)
+        box.events.data.connect(self._on_prompts)
         self._apply_point_mode()
+        return self.layers
 
     def current_key(self) -> tuple[int, ...]:
         """The plane the viewer shows (for a stack: the current slice of the labels layer)."""
-        if self.labels_layer is None or self.labels_layer.ndim <= 2:
+        labels = None if self.layers is None else self.layers.labels
+        if labels is None or labels.ndim <= 2:
             return ()
-        position = self.labels_layer.world_to_data(self.viewer.dims.point[-self.labels_layer.ndim:])
-        shape = self.labels_layer.data.shape
+        position = labels.world_to_data(self.viewer.dims.point[-labels.ndim:])
+        shape = labels.data.shape
         return tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(position[:-2], shape[:-2], strict=True))
 
     def _on_slice(self, _event: Any = None) -> None:
         """Embed a newly shown slice in the background so that the first click on it is instant."""
-        if self.annotator is None or self.busy or self.annotator.tiled or self.labels_layer not in self.viewer.layers:
+        if self.annotator is None or self.layers is None or self.busy or self.annotator.tiled \
+                or self.layers.labels not in self.viewer.layers:
             return  # (layers leave the viewer first when it closes)
         key = self.current_key()
         if self.annotator.needs_embedding(key):
@@ -314,9 +336,9 @@ class TinySamWidget(Container):
         self.negative.value = not self.negative.value
 
     def _apply_point_mode(self, _value: Any = None) -> None:
-        if self.points_layer is not None:
-            self.points_layer.feature_defaults = {"positive": not self.negative.value}
-            self.points_layer.current_face_color = NEGATIVE_COLOUR if self.negative.value else POSITIVE_COLOUR
+        if self.layers is not None:
+            self.layers.points.feature_defaults = {"positive": not self.negative.value}
+            self.layers.points.current_face_color = NEGATIVE_COLOUR if self.negative.value else POSITIVE_COLOUR
 
     def _apply_cleanup(self, _value: Any = None) -> None:
         if self.annotator is not None:
@@ -324,18 +346,20 @@ class TinySamWidget(Container):
 
     def _layer_to_labels(self, layer: Any, coords: np.ndarray) -> np.ndarray:
         """Data coordinates of a prompt layer -> data coordinates of the labels (honours scale/translate)."""
-        mapped = [self.labels_layer.world_to_data(layer.data_to_world(c)) for c in coords]
-        return np.array(mapped).reshape(len(coords), self.labels_layer.ndim)
+        labels = self._started()[1].labels
+        mapped = [labels.world_to_data(layer.data_to_world(c)) for c in coords]
+        return np.array(mapped).reshape(len(coords), labels.ndim)
 
     def current_prompts(self) -> PlanePrompts | None:
         """The prompts on the plane of the newest prompt (points and the newest box there)."""
-        if self.annotator is None or self.points_layer is None:
+        if self.annotator is None or self.layers is None:
             return None
-        plane_ndim = self.labels_layer.ndim - 2
-        points = self._layer_to_labels(self.points_layer, self.points_layer.data)
-        positive = self.points_layer.features["positive"].to_numpy(dtype=bool) if len(points) else []
+        layers = self.layers
+        plane_ndim = layers.labels.ndim - 2
+        points = self._layer_to_labels(layers.points, layers.points.data)
+        positive = layers.points.features["positive"].to_numpy(dtype=bool) if len(points) else []
         grouped = points_in_plane(points, positive, plane_ndim)
-        boxes = [self._layer_to_labels(self.box_layer, np.asarray(s)) for s in self.box_layer.data]
+        boxes = [self._layer_to_labels(layers.box, np.asarray(s)) for s in layers.box.data]
         key = None
         if len(points):
             key = tuple(int(round(c)) for c in points[-1][:plane_ndim])
@@ -381,27 +405,29 @@ class TinySamWidget(Container):
     def _drop_prompts_outside(self) -> None:
         """Remove clicks (and boxes with no corner) outside the image from their layers, and say so: a kept click
         outside would make every later prompt fail."""
-        shape = self.labels_layer.data.shape
-        points = self._layer_to_labels(self.points_layer, self.points_layer.data)
+        layers = self._started()[1]
+        shape = layers.labels.data.shape
+        points = self._layer_to_labels(layers.points, layers.points.data)
         keep_points = inside(points, shape) if len(points) else np.zeros(0, bool)
-        boxes = [self._layer_to_labels(self.box_layer, np.asarray(corners)) for corners in self.box_layer.data]
+        boxes = [self._layer_to_labels(layers.box, np.asarray(corners)) for corners in layers.box.data]
         keep_boxes = [bool(inside(corners, shape).any()) for corners in boxes]
         if keep_points.all() and all(keep_boxes):
             return
-        with self.points_layer.events.data.blocker(), self.box_layer.events.data.blocker():
+        with layers.points.events.data.blocker(), layers.box.events.data.blocker():
             if not keep_points.all():
-                self.points_layer.selected_data = set(np.flatnonzero(~keep_points).tolist())
-                self.points_layer.remove_selected()
+                layers.points.selected_data = set(np.flatnonzero(~keep_points).tolist())
+                layers.points.remove_selected()
             if not all(keep_boxes):
-                self.box_layer.selected_data = {i for i, keep in enumerate(keep_boxes) if not keep}
-                self.box_layer.remove_selected()
+                layers.box.selected_data = {i for i, keep in enumerate(keep_boxes) if not keep}
+                layers.box.remove_selected()
         height, width = shape[-2:]
         show_error(f"a click outside the image ({width} x {height} pixels"
                    + (f", {' x '.join(map(str, shape[:-2]))} planes" if len(shape) > 2 else "") + ") was not kept")
 
     def _show(self, preview: PlanePreview | None) -> None:
         """Draw the preview mask into its plane of the preview layer (clearing the previous one)."""
-        data = self.preview_layer.data
+        annotator, layers = self._started()
+        data = layers.preview.data
         if self._shown is not None:
             x0, y0, x1, y1 = self._shown.tile
             (data[self._shown.key] if self._shown.key else data)[y0:y1, x0:x1] = 0
@@ -409,24 +435,30 @@ class TinySamWidget(Container):
             x0, y0, x1, y1 = preview.tile
             (data[preview.key] if preview.key else data)[y0:y1, x0:x1] = preview.mask
             self._say(f"Candidate {preview.preview.selected + 1}/3, predicted IoU {preview.preview.score:.2f}, "
-                      f"encoder {self.predictor.last_encode_seconds * 1000:.0f} ms "
-                      f"(cache {'hit' if self.predictor.last_cache_hit else 'miss'}).")
+                      f"encoder {annotator.predictor.last_encode_seconds * 1000:.0f} ms "
+                      f"(cache {'hit' if annotator.predictor.last_cache_hit else 'miss'}).")
         self._shown = preview
-        self.preview_layer.refresh()
+        layers.preview.refresh()
 
     # ------------------------------------------------------------------ actions
 
-    def _require(self) -> StackAnnotator:
-        if self.annotator is None:
+    def _started(self) -> tuple[StackAnnotator, AnnotationLayers]:
+        """The annotator and its layers; SessionError before Start annotating."""
+        if self.annotator is None or self.layers is None:
             raise SessionError("press Start annotating first")
+        return self.annotator, self.layers
+
+    def _require(self) -> StackAnnotator:
+        """The annotator when it may take a new action: started, and no task running."""
+        annotator = self._started()[0]
         if self.busy:
             raise SessionError("busy: wait for the running task or press Cancel")
-        return self.annotator
+        return annotator
 
     def commit(self) -> int:
         object_id = self._require().commit()
         self._clear_prompt_layers()
-        self.labels_layer.refresh()
+        self._started()[1].labels.refresh()
         self._say(f"Committed object {object_id}.")
         self.autosave()
         return object_id
@@ -459,36 +491,39 @@ class TinySamWidget(Container):
         self._clear_prompt_layers()
 
     def _clear_prompt_layers(self) -> None:
-        with self.points_layer.events.data.blocker(), self.box_layer.events.data.blocker():
-            self.points_layer.data = np.zeros((0, self.points_layer.ndim))
-            self.box_layer.data = []
+        layers = self._started()[1]
+        with layers.points.events.data.blocker(), layers.box.events.data.blocker():
+            layers.points.data = np.zeros((0, layers.points.ndim))
+            layers.box.data = []
         self._show(None)
 
     def undo(self) -> None:
         self._require().undo()
-        self.labels_layer.refresh()
+        self._started()[1].labels.refresh()
         self.autosave()
 
     def redo(self) -> None:
         self._require().redo()
-        self.labels_layer.refresh()
+        self._started()[1].labels.refresh()
         self.autosave()
 
     # ------------------------------------------------------------------ autosave
 
     def autosave_file(self) -> Path:
         """This image's autosave (:func:`.autosave.autosave_path`)."""
-        return autosave_path(self.autosave_folder or autosave_dir(), self.image_layer.name,
-                             tuple(self.labels_layer.data.shape), self._source_path())
+        layers = self._started()[1]
+        return autosave_path(self.autosave_folder or autosave_dir(), layers.image.name,
+                             tuple(layers.labels.data.shape), self._source_path())
 
     def _offer_autosave(self) -> None:
         """At Start: an autosave with objects for this image, and labels still empty, is offered for restoring."""
+        layers = self._started()[1]
         info = autosave_info(self.autosave_file())
-        offer = info is not None and not self.labels_layer.data.any()
-        self._offered_autosave = info.path if offer else None
-        self.restore_button.enabled = offer
-        if offer:
-            self.restore_button.tooltip = f"{info.describe()} for {self.image_layer.name}: press Restore autosave to load it."
+        offered = info if info is not None and not layers.labels.data.any() else None
+        self._offered_autosave = offered.path if offered is not None else None
+        self.restore_button.enabled = offered is not None
+        if offered is not None:
+            self.restore_button.tooltip = f"{offered.describe()} for {layers.image.name}: press Restore autosave to load it."
             self._say(self.restore_button.tooltip)
 
     def autosave(self) -> None:
@@ -583,8 +618,8 @@ class TinySamWidget(Container):
                 self.worker = None
             with _widget_may_be_gone():
                 self.cancel_button.enabled = self.busy
-                if self.labels_layer is not None:
-                    self.labels_layer.refresh()
+                if self.layers is not None:
+                    self.layers.labels.refresh()
 
         def returned(result: Any) -> None:
             finished()  # before on_done, which may start the next step
@@ -687,11 +722,12 @@ class TinySamWidget(Container):
         """The image's file name for COCO ``file_name``: the layer's source file (with its extension) when napari
         read it from one, else the layer name."""
         source = self._source_path()
-        return Path(source).name if source else self.image_layer.name
+        return Path(source).name if source else self._started()[1].image.name
 
     def _source_path(self) -> str | None:
         """The file napari read the image layer from, if any."""
-        return getattr(getattr(self.image_layer, "source", None), "path", None)
+        image = None if self.layers is None else self.layers.image
+        return getattr(getattr(image, "source", None), "path", None)
 
     def import_file(self, path: Path) -> None:
         """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""
@@ -704,7 +740,7 @@ class TinySamWidget(Container):
 
             labels = read_label_image(path, max_ndim=annotator.labels.ndim)
         count = annotator.add_labels(labels, prompts)
-        self.labels_layer.refresh()
+        self._started()[1].labels.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
         self.autosave()
 

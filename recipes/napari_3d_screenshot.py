@@ -44,7 +44,7 @@ def main(out: str) -> None:
     widget.start()
     idle()
     x0, y0, x1, y1 = (float(v) for v in mask_box(tallest[middle]))
-    widget.box_layer.add_rectangles(np.array([[middle, y0, x0], [middle, y0, x1], [middle, y1, x1], [middle, y1, x0]]))
+    widget.layers.box.add_rectangles(np.array([[middle, y0, x0], [middle, y0, x1], [middle, y1, x1], [middle, y1, x0]]))
     idle()
     widget.commit_in_3d()
     idle()
@@ -52,7 +52,7 @@ def main(out: str) -> None:
     viewer.layers["nuclei stack"].visible = False
     viewer.dims.ndisplay = 3
     viewer.reset_view()
-    z, y, x = (float(c.mean()) for c in np.nonzero(widget.labels_layer.data == 1))
+    z, y, x = (float(c.mean()) for c in np.nonzero(widget.layers.labels.data == 1))
     viewer.camera.center = (3 * z, y, x)  # the layer's z scale is 3
     viewer.camera.angles = (-15, 40, 110)
     viewer.camera.zoom *= 4

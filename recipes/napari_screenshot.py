@@ -38,7 +38,7 @@ def main(out: str) -> None:
     idle()
     widget.segment_everything()
     idle()
-    widget.points_layer.add(np.array([110.0, 130.0]))  # a click on a nucleus: the live preview
+    widget.layers.points.add(np.array([110.0, 130.0]))  # a click on a nucleus: the live preview
     idle()
     viewer.reset_view()
     for _ in range(20):

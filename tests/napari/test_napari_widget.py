@@ -58,7 +58,7 @@ def blobs(rng, shape=(120, 160)):
 
 def click(widget, world_yx, qtbot):
     """Add a point where a user clicks (world coordinates), as napari's add mode does."""
-    layer = widget.points_layer
+    layer = widget.layers.points
     layer.add(layer.world_to_data(np.asarray(world_yx, float)))
     wait_idle(widget, qtbot)
 
@@ -66,19 +66,19 @@ def click(widget, world_yx, qtbot):
 def test_points_give_a_preview_commit_writes_an_id_undo_removes_it(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng))
     click(widget, (50, 60), qtbot)
-    assert widget.preview_layer.data.any()
+    assert widget.layers.preview.data.any()
     assert widget.annotator.current.prompts.points == ((60.0, 50.0, True),)
     widget.toggle_negative()
     click(widget, (5, 5), qtbot)
     assert widget.annotator.current.prompts.points[-1] == (5.0, 5.0, False)
-    assert widget.points_layer.features["positive"].tolist() == [True, False]
+    assert widget.layers.points.features["positive"].tolist() == [True, False]
     object_id = widget.commit()
-    assert object_id == 1 and (widget.labels_layer.data == 1).any()
-    assert len(widget.points_layer.data) == 0 and not widget.preview_layer.data.any()
+    assert object_id == 1 and (widget.layers.labels.data == 1).any()
+    assert len(widget.layers.points.data) == 0 and not widget.layers.preview.data.any()
     widget.undo()
-    assert not widget.labels_layer.data.any()
+    assert not widget.layers.labels.data.any()
     widget.redo()
-    assert (widget.labels_layer.data == 1).any()
+    assert (widget.layers.labels.data == 1).any()
 
 
 def test_clean_masks_checkbox_switches_the_preview_between_cleaned_and_raw(widget, qtbot, rng):
@@ -88,19 +88,19 @@ def test_clean_masks_checkbox_switches_the_preview_between_cleaned_and_raw(widge
     click(widget, (50, 60), qtbot)
     preview = widget.annotator.current.preview
     assert count_parts(preview.raw_masks[preview.selected]) > 1
-    assert count_parts(widget.preview_layer.data > 0) == count_parts(preview.mask) == 1
+    assert count_parts(widget.layers.preview.data > 0) == count_parts(preview.mask) == 1
     widget.clean.value = False
-    assert np.array_equal(widget.preview_layer.data > 0, preview.raw_masks[preview.selected])
+    assert np.array_equal(widget.layers.preview.data > 0, preview.raw_masks[preview.selected])
     widget.clean.value = True
-    assert count_parts(widget.preview_layer.data > 0) == 1
+    assert count_parts(widget.layers.preview.data > 0) == 1
 
 
 def test_box_prompt(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng))
-    widget.box_layer.add_rectangles(np.array([[25.0, 35.0], [75.0, 95.0]]))
+    widget.layers.box.add_rectangles(np.array([[25.0, 35.0], [75.0, 95.0]]))
     wait_idle(widget, qtbot)
     assert widget.annotator.current.prompts.box == (35.0, 25.0, 95.0, 75.0)
-    assert widget.preview_layer.data.any()
+    assert widget.layers.preview.data.any()
 
 
 def test_stack_annotates_slice_two_without_touching_slice_one(widget, qtbot, rng):
@@ -109,13 +109,13 @@ def test_stack_annotates_slice_two_without_touching_slice_one(widget, qtbot, rng
     assert widget.current_key() == (2,)
     click(widget, (2, 50, 60), qtbot)
     widget.commit()
-    labels = widget.labels_layer.data
+    labels = widget.layers.labels.data
     assert labels[2].any() and not labels[0].any() and not labels[1].any()
 
 
 def test_scale_and_translate_map_clicks_to_pixels(widget, qtbot, rng):
     layer = start(widget, qtbot, blobs(rng), scale=(0.5, 2.0), translate=(10.0, -20.0))
-    assert tuple(widget.labels_layer.scale) == (0.5, 2.0)
+    assert tuple(widget.layers.labels.scale) == (0.5, 2.0)
     click(widget, (10 + 0.5 * 40, -20 + 2.0 * 70), qtbot)  # pixel row 40, col 70
     x, y, _ = widget.annotator.current.prompts.points[0]
     assert (x, y) == pytest.approx((70.0, 40.0))
@@ -127,9 +127,9 @@ def test_channels_of_a_multichannel_layer(widget, qtbot, rng):
     widget.channel_axis.value = 0
     widget.channels.value = "0"
     start(widget, qtbot, data)
-    assert widget.labels_layer.data.shape == (120, 160)
+    assert widget.layers.labels.data.shape == (120, 160)
     click(widget, (0, 50, 60), qtbot)
-    assert widget.preview_layer.data.any()
+    assert widget.layers.preview.data.any()
 
 
 def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng, tmp_path):
@@ -138,17 +138,17 @@ def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng
     widget.min_area.value = 20
     widget.segment_everything(all_slices=True)
     wait_idle(widget, qtbot)
-    labels = widget.labels_layer.data.copy()
+    labels = widget.layers.labels.data.copy()
     assert labels[0].any() and labels[1].any()
     out = widget.export(tmp_path / "cells.json", "coco")
     widget.export(tmp_path / "cells.tif", "tiff")
     widget.undo()
-    assert not widget.labels_layer.data.any()
+    assert not widget.layers.labels.data.any()
     widget.import_file(out)
-    assert np.array_equal(widget.labels_layer.data > 0, labels > 0)
+    assert np.array_equal(widget.layers.labels.data > 0, labels > 0)
     widget.undo()
     widget.import_file(tmp_path / "cells.tif")
-    assert np.array_equal(widget.labels_layer.data > 0, labels > 0)
+    assert np.array_equal(widget.layers.labels.data > 0, labels > 0)
 
 
 def test_everything_on_one_plane_shows_its_prompts_done_and_left(widget, qtbot, rng, monkeypatch):
@@ -172,7 +172,7 @@ def test_cancel_stops_everything_on_a_stack(widget, qtbot, rng):
     worker = widget.segment_everything(all_slices=True)
     widget.cancel()
     wait_idle(widget, qtbot)
-    assert worker is not None and "cancelled" in widget.status.value or widget.labels_layer.data[-1].max() == 0
+    assert worker is not None and "cancelled" in widget.status.value or widget.layers.labels.data[-1].max() == 0
 
 
 def test_errors_become_notifications_not_crashes(widget, qtbot, rng, monkeypatch):
@@ -251,7 +251,7 @@ def test_start_without_a_model_loads_the_shipped_default_and_reads_precomputed_e
     assert "CPU" in widget.predictor.backend.device_description
     assert not widget.annotator.needs_embedding(())  # found in the disk cache written by `embed`
     click(widget, (50, 60), qtbot)
-    assert widget.preview_layer.data.any()
+    assert widget.layers.preview.data.any()
     assert widget.predictor.last_cache_hit and widget.predictor.cache.stats.disk_hits == 1
     assert widget.predictor.cache.stats.misses == 0  # no encoder pass in the GUI
 
@@ -266,12 +266,12 @@ def test_tiled_large_image_merges_an_object_across_tile_borders(widget, qtbot, m
     assert widget.annotator.tiled and len(widget.annotator.grid) > 1
     click(widget, (320, 700), qtbot)  # routed to a tile: the preview lies inside it
     x0, y0, x1, y1 = widget.annotator.current.tile
-    rows, cols = np.nonzero(widget.preview_layer.data)
+    rows, cols = np.nonzero(widget.layers.preview.data)
     assert rows.min() >= y0 and rows.max() < y1 and cols.min() >= x0 and cols.max() < x1
     widget.clear_prompts()
     widget.segment_everything()
     wait_idle(widget, qtbot)
-    labels = widget.labels_layer.data
+    labels = widget.layers.labels.data
     bar = labels[300:360, 200:600]
     assert bar.min() > 0 and len(np.unique(bar)) == 1  # one label across the tile borders
     assert len(np.unique(labels)) == 3
@@ -283,37 +283,37 @@ def test_a_click_outside_the_image_is_refused_and_not_kept(widget, qtbot, rng, m
     start(widget, qtbot, blobs(rng))
     click(widget, (50, 400), qtbot)  # x = 400 on a 160 px wide image
     assert shown and "outside the image (160 x 120 pixels)" in shown[-1] and "not kept" in shown[-1]
-    assert len(widget.points_layer.data) == 0
+    assert len(widget.layers.points.data) == 0
     click(widget, (50, 60), qtbot)  # the next valid click works
-    assert widget.preview_layer.data.any() and len(shown) == 1
+    assert widget.layers.preview.data.any() and len(shown) == 1
 
 
 def test_restarting_on_a_layer_keeps_its_objects(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng))
     click(widget, (50, 60), qtbot)
     widget.commit()
-    before = widget.labels_layer.data.copy()
+    before = widget.layers.labels.data.copy()
     widget.start()
     wait_idle(widget, qtbot)
-    assert np.array_equal(widget.labels_layer.data, before) and before.any()
+    assert np.array_equal(widget.layers.labels.data, before) and before.any()
     assert [layer.name for layer in widget.viewer.layers].count("cells labels") == 1
     assert widget.annotator.object_prompts[1].points == ((60.0, 50.0),)  # its prompt goes on too
     widget.undo()  # and its history
-    assert not widget.labels_layer.data.any()
+    assert not widget.layers.labels.data.any()
 
 
 def test_keys_work_whatever_layer_is_selected_and_the_box_layer_draws_rectangles(widget, qtbot, rng):
     start(widget, qtbot, blobs(rng))
-    assert widget.box_layer.mode == "add_rectangle"
+    assert widget.layers.box.mode == "add_rectangle"
     click(widget, (50, 60), qtbot)
-    for layer in (widget.viewer.layers["cells"], widget.labels_layer, widget.box_layer):
+    for layer in (widget.viewer.layers["cells"], widget.layers.labels, widget.layers.box):
         widget.viewer.layers.selection.active = layer
         bound = layer.keymap  # napari asks the active layer's keymap first
         assert any(str(k).lower() == "c" for k in bound), f"c not bound on {layer.name}"
     widget.viewer.layers.selection.active = widget.viewer.layers["cells"]
     keymap = {str(k).lower(): v for k, v in widget.viewer.layers["cells"].keymap.items()}
     keymap["c"](widget.viewer.layers["cells"])  # what napari calls for c on the image layer
-    assert (widget.labels_layer.data == 1).any()  # committed, not napari's contrast action
+    assert (widget.layers.labels.data == 1).any()  # committed, not napari's contrast action
     assert "c commit" in widget.keys_help.value
 
 
@@ -326,7 +326,7 @@ def test_channel_last_and_blank_images_are_recognised(widget, qtbot, rng, monkey
     assert widget.channel_axis.value == 2 and "axis 2 (2 values) is read as channels" in widget.status.value
     widget.start()
     wait_idle(widget, qtbot)
-    assert widget.labels_layer.data.shape == (120, 160) and not warned
+    assert widget.layers.labels.data.shape == (120, 160) and not warned
     blank = widget.viewer.add_image(np.zeros((120, 160), np.uint16), name="blank")
     widget.image.value = blank.name
     widget.start()
@@ -383,7 +383,7 @@ def test_a_failing_worker_is_reported_once_and_the_session_goes_on(widget, qtbot
     assert len([m for m in shown if "disk on fire" in m]) == 1 and "Failed" in widget.status.value
     monkeypatch.undo()
     click(widget, (0, 50, 60), qtbot)
-    assert widget.preview_layer.data[0].any()
+    assert widget.layers.preview.data[0].any()
 
 
 def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, qtbot, rng, monkeypatch):
@@ -397,17 +397,17 @@ def test_a_large_plane_embeds_only_the_tiles_clicked_and_cancel_says_so(widget, 
     start(widget, qtbot, data)
     assert widget.annotator.tiled and encodes == [] and "embedded when you first click" in widget.status.value
     click(widget, (320, 700), qtbot)
-    assert widget.preview_layer.data.any()
+    assert widget.layers.preview.data.any()
     # the clicked tile, then (in the background, while the user goes on) the up to 8 tiles around it
     qtbot.waitUntil(lambda: not widget.prefetching, timeout=60_000)
     around = widget.annotator.grid.neighbours(widget.annotator.current.tile)
     assert len(encodes) == 1 + len(around) < len(widget.annotator.grid)
     x0, y0, x1, y1 = widget.annotator.current.tile
     widget.clear_prompts()
-    widget.points_layer.add(np.array([(y0 + y1) / 2, (x0 + x1) / 2 + 128]))  # the next tile's centre
+    widget.layers.points.add(np.array([(y0 + y1) / 2, (x0 + x1) / 2 + 128]))  # the next tile's centre
     assert not widget.busy and widget.annotator.current.tile in around  # no embedding to wait for
-    assert widget.preview_layer.data.any()
-    assert widget.points_layer.canvas_size_limits == (8, 16)  # markers sized on screen, not in image pixels
+    assert widget.layers.preview.data.any()
+    assert widget.layers.points.canvas_size_limits == (8, 16)  # markers sized on screen, not in image pixels
     widget.embed(())  # every tile, then Cancel
     widget.cancel()
     wait_idle(widget, qtbot)
@@ -442,10 +442,10 @@ def test_a_click_next_to_the_last_one_is_instant_and_a_far_click_stops_the_prefe
     assert widget.prefetching and not widget.busy  # background work leaves the widget free for prompts
     widget.clear_prompts()
     mark = len(calls)
-    widget.points_layer.add(widget.points_layer.world_to_data(np.array([680.0, 20.0])))  # far away: not embedded
+    widget.layers.points.add(widget.layers.points.world_to_data(np.array([680.0, 20.0])))  # far away: not embedded
     assert widget.busy  # its tile is embedded in the foreground
     wait_idle(widget, qtbot)
-    assert widget.annotator.current.tile != first and widget.preview_layer.data.any()
+    assert widget.annotator.current.tile != first and widget.layers.preview.data.any()
     qtbot.waitUntil(lambda: not widget.prefetching, timeout=60_000)
     after = calls[mark:]
     # the far tile's embedding waited at most for the tile in progress, and the first click's prefetch stopped
@@ -460,7 +460,7 @@ def test_work_is_autosaved_and_offered_back_after_a_restart(widget, make_napari_
     widget.commit()
     saved = widget.autosave_file()
     assert saved.exists() and saved.parent == widget.autosave_folder
-    before = widget.labels_layer.data.copy()
+    before = widget.layers.labels.data.copy()
 
     # napari closed without exporting; a new viewer opens the same image
     other = TinySamWidget(make_napari_viewer(), predictor=SamPredictor(tiny_backend))
@@ -468,10 +468,10 @@ def test_work_is_autosaved_and_offered_back_after_a_restart(widget, make_napari_
     start(other, qtbot, data)
     assert other.restore_button.enabled and "1 object autosaved" in other.status.value
     other.restore_autosave()
-    assert np.array_equal(other.labels_layer.data, before) and not other.restore_button.enabled
+    assert np.array_equal(other.layers.labels.data, before) and not other.restore_button.enabled
     assert other.annotator.object_prompts[1].points == ((60.0, 50.0),)
     other.undo()  # restoring is one undo step
-    assert not other.labels_layer.data.any()
+    assert not other.layers.labels.data.any()
 
 
 def test_an_autosave_not_restored_is_kept_aside_not_overwritten(widget, make_napari_viewer, tiny_backend, qtbot, rng):
@@ -488,7 +488,7 @@ def test_an_autosave_not_restored_is_kept_aside_not_overwritten(widget, make_nap
     assert previous.exists() and other.autosave_file().exists()
     from tinysam_napari.labels_io import import_coco
 
-    assert np.array_equal(import_coco(previous)[0] > 0, widget.labels_layer.data > 0)
+    assert np.array_equal(import_coco(previous)[0] > 0, widget.layers.labels.data > 0)
 
 
 def test_commit_in_3d_writes_one_id_on_several_slices_and_undo_removes_it(widget, qtbot, rng, monkeypatch):
@@ -502,8 +502,8 @@ def test_commit_in_3d_writes_one_id_on_several_slices_and_undo_removes_it(widget
     keymap = {str(k).lower(): v for k, v in widget.viewer.layers["cells"].keymap.items()}
     keymap["shift+c"](widget.viewer.layers["cells"])  # Shift-C, whatever layer is selected
     wait_idle(widget, qtbot)
-    planes = [z for z in range(5) if (widget.labels_layer.data[z] == 1).any()]
+    planes = [z for z in range(5) if (widget.layers.labels.data[z] == 1).any()]
     assert 2 in planes and len(planes) >= 2 and "Committed object 1 on" in widget.status.value
-    assert len(widget.points_layer.data) == 0 and widget.autosave_file().exists()
+    assert len(widget.layers.points.data) == 0 and widget.autosave_file().exists()
     widget.undo()
-    assert not widget.labels_layer.data.any()
+    assert not widget.layers.labels.data.any()
