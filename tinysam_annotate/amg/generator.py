@@ -198,7 +198,8 @@ class SamAutomaticMaskGenerator:
         """The masks of one batch of single-point prompts that pass the IoU threshold and the low-res stability
         estimate: (low-res logits L x L, predicted IoU, the prompt's (x, y) in ``points``) each.
 
-        Only prompts with a mask past the IoU threshold are upscaled (about one in six on real images).
+        Only prompts with a mask past the IoU threshold are upscaled (with the shipped model 46% of them on coins, none
+        on a photo it finds nothing in).
         """
         scored = score_prompts(self.predictor.backend, features, coords, labels, True)
         passing = scored.iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else np.ones(scored.iou.shape, bool)

@@ -80,7 +80,7 @@ class ScoredPrompts:
 @runtime_checkable
 class ScoresFirst(Protocol):
     """An engine that predicts the IoUs of a batch before computing any mask, so a caller upscales only the
-    prompts it keeps (everything mode keeps about one in six)."""
+    prompts it keeps (everything mode keeps those with a mask past its IoU threshold)."""
 
     def score_prompts(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
