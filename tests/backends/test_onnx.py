@@ -307,6 +307,7 @@ def test_scores_first_equals_the_full_decode(tiny_onnx, scene):
             assert np.abs(scored.iou - iou).max() < 1e-5
             assert np.abs(scored.masks_of(rows) - logits[rows]).max() < 1e-4
             assert np.abs(scored.masks_of(np.arange(6)) - logits).max() < 1e-4
+            assert np.abs(scored.masks_of(np.arange(6)[::-1]) - logits[::-1]).max() < 1e-4  # every row, reordered
 
 
 class _OneGraphDecoder(torch.nn.Module):

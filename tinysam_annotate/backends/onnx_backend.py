@@ -98,31 +98,25 @@ class OnnxBackend:
         mask_input: np.ndarray | None,
         multimask_output: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
-        keep = self._token_slice(multimask_output)
-        outputs = self.decoder.run(None, self._feeds(embedding, coords, labels, mask_input))
-        if self.masks is None:
-            masks, iou = outputs
-            return masks[:, keep], iou[:, keep]
-        iou, features, weights = outputs
-        return self._masks(features, weights[:, keep]), iou[:, keep]
+        scored = self._scored(self._feeds(embedding, coords, labels, mask_input), multimask_output)
+        return scored.masks_of(np.arange(len(scored.iou))), scored.iou
 
     def score_prompts(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
     ) -> ScoredPrompts:
+        return self._scored(self._feeds(embedding, coords, labels, None), multimask_output)
+
+    def _scored(self, feeds: dict[str, np.ndarray], multimask_output: bool) -> ScoredPrompts:
+        """Run the decoder; the masks of the rows asked for come from masks.onnx (version 5 on) or, for older
+        exports, from the decoder's own output."""
         keep = self._token_slice(multimask_output)
-        outputs = self.decoder.run(None, self._feeds(embedding, coords, labels, None))
+        outputs = self.decoder.run(None, feeds)
         if self.masks is None:  # export version 4 and older: the masks came with the scores
             masks, iou = outputs
-            return ScoredPrompts(iou[:, keep], lambda rows: masks[rows, keep])
+            return ScoredPrompts(iou[:, keep], lambda rows: _rows(masks, rows)[:, keep])
         iou, features, weights = outputs
         weights = weights[:, keep]
-
-        def masks_of(rows: np.ndarray) -> np.ndarray:
-            if len(rows) == len(features):  # every prompt kept: no copy of the 4 MB per prompt of features
-                return self._masks(features, weights)
-            return self._masks(features[rows], weights[rows])
-
-        return ScoredPrompts(iou[:, keep], masks_of)
+        return ScoredPrompts(iou[:, keep], lambda rows: self._masks(_rows(features, rows), _rows(weights, rows)))
 
     def _token_slice(self, multimask_output: bool) -> slice:
         """The graphs give all four mask tokens: 1..3 for multimask output (always, for TinySAM), else 0."""
@@ -155,3 +149,8 @@ class OnnxBackend:
             ),
             "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
         }
+
+
+def _rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``, without a copy when ``rows`` are all of them in order (a mask feature is 4 MB a prompt)."""
+    return array if np.array_equal(rows, np.arange(len(array))) else array[rows]

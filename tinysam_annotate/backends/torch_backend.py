@@ -143,7 +143,7 @@ class TorchBackend:
         weights = weights[:, keep]
 
         def masks_of(rows: np.ndarray) -> np.ndarray:
-            index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device)
+            index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
             with torch.inference_mode():
                 return decoder.masks_from_features(features[index], weights[index]).float().cpu().numpy()
 
