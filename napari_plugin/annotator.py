@@ -3,14 +3,16 @@
 The widget is a thin layer over :class:`StackAnnotator`. Everything here is in plane pixels: a plane is
 one 2D slice of the stack, addressed by its key (see :mod:`planes`), and prompts are (x, y) pixels of that
 plane. Each (plane, tile) gets its own :class:`AnnotationSession` for the prompts, the multimask preview
-and the mask feedback; committed objects live in the labels array (what napari shows and users edit),
-with an undo history of pixel patches so that hand edits elsewhere survive an undo.
+and the mask feedback; committed objects' pixels live in the labels array (what napari shows and users edit) and their records
+(score, prompts) in the package's :class:`~tinysam_annotate.object_store.ObjectStore`, which undoes and redoes
+each change's pixel patches with them, so that hand edits elsewhere survive an undo.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -21,11 +23,12 @@ from tinysam_annotate.amg.generator import GenerationCancelled
 from tinysam_annotate.cleanup import MaskCleanup
 from tinysam_annotate.errors import PromptError
 from tinysam_annotate.io.prompt_record import PromptRecord
+from tinysam_annotate.object_store import ObjectInfo, ObjectStore
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.service import EVERYTHING_MODES, everything_generator
 from tinysam_annotate.session import DEFAULT_CLEANUP, AnnotationSession, Preview, SessionError
 
-from .history import History
+from .history import LabelsEdit, Recording
 from .planes import PlaneKey, PlaneSource
 from .propagate import DEFAULT_LIMITS, PropagationLimits, follow_object
 from .tiles import Box, TileGrid, filter_areas, paste_merged
@@ -36,6 +39,11 @@ PromptProgress = Callable[[int, int, int, int], None]  # tiles done, tiles in al
 
 DEFAULT_TILE_SIZE = 1024
 TILE_WHEN_LONGER_THAN = 2048  # planes up to this size are embedded whole (downscaled to 1024)
+UNDO_LIMIT = 100  # undo steps kept: each holds the changed pixels, up to whole planes
+
+
+def _object_store() -> ObjectStore[ObjectInfo]:
+    return ObjectStore(limit=UNDO_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -102,9 +110,7 @@ class StackAnnotator:
     tile_overlap: int = 256
     generator_factory: GeneratorFactory = hierarchical_everything
     max_sessions: int = 16
-    history: History = field(default_factory=History)
-    object_prompts: dict[int, PromptRecord] = field(default_factory=dict)  # by label id
-    object_scores: dict[int, float] = field(default_factory=dict)  # predicted IoU of committed previews
+    store: ObjectStore[ObjectInfo] = field(default_factory=_object_store)  # the labels' objects, undo, autosave hook
     cleanup: MaskCleanup | None = DEFAULT_CLEANUP  # how previews are cleaned; None: the model's raw masks
 
     def __post_init__(self) -> None:
@@ -256,7 +262,32 @@ class StackAnnotator:
         return self.labels[key] if key else self.labels
 
     def next_id(self) -> int:
-        return int(self.labels.max()) + 1 if self.labels.size else 1
+        """An id no pixel and no object (of any undo step) has: past the labels' largest and the store's."""
+        return max(int(self.labels.max()) + 1 if self.labels.size else 1, self.store.next_id)
+
+    @property
+    def object_prompts(self) -> dict[int, PromptRecord]:
+        """The prompts of each object, by label id."""
+        return {obj.object_id: obj.prompts for obj in self.store.objects}
+
+    @property
+    def object_scores(self) -> dict[int, float]:
+        """The predicted IoU of each object the model made from prompts, by label id."""
+        return {obj.object_id: obj.score for obj in self.store.objects if obj.score is not None}
+
+    @contextmanager
+    def _labels_edit(self) -> Iterator[tuple[Recording, list[ObjectInfo]]]:
+        """One undo step: the body notes the regions it may change (``recording.before``) and appends the objects
+        it makes; the changed pixels and the objects go to the store together, also when the body is interrupted
+        (cancelled work stays)."""
+        recording = Recording(self.labels)
+        new: list[ObjectInfo] = []
+        try:
+            yield recording, new
+        finally:
+            patches = recording.patches()
+            if patches or new:
+                self.store.add(new, pixels=LabelsEdit(self.labels, patches))
 
     def commit(self) -> int:
         """Write the preview into the labels of its plane as a new object id (unlabelled pixels only)."""
@@ -269,11 +300,10 @@ class StackAnnotator:
         if not free.any():
             raise SessionError("the preview adds no unlabelled pixels; add a point or pick another candidate")
         object_id = self.next_id()
-        with self.history.recording(self.labels) as rec:
+        with self._labels_edit() as (rec, new):
             rec.before(current.key, current.tile)
             window[free] = object_id
-        self.object_prompts[object_id] = _prompt_record(current.prompts)
-        self.object_scores[object_id] = current.preview.score
+            new.append(ObjectInfo(object_id, score=current.preview.score, prompts=_prompt_record(current.prompts)))
         self.clear_prompts()
         return object_id
 
@@ -306,20 +336,19 @@ class StackAnnotator:
 
         masks = follow_object(current.key, start, self.labels.shape[len(current.key) - 1], segment, limits, should_stop)
         object_id = self.next_id()
-        with self.history.recording(self.labels) as rec:
+        with self._labels_edit() as (rec, new):
             for key, mask in masks.items():
                 rec.before(key, None)
                 self._plane(key)[mask] = object_id
-        self.object_prompts[object_id] = _prompt_record(current.prompts)
-        self.object_scores[object_id] = current.preview.score
+            new.append(ObjectInfo(object_id, score=current.preview.score, prompts=_prompt_record(current.prompts)))
         self.clear_prompts()
         return object_id, sorted(masks)
 
     def add_labels(self, labels: np.ndarray, prompts: dict[int, PromptRecord] | None = None) -> int:
         """Add the objects of a labels array of the same shape as one undo step (ids shifted past ours).
 
-        Imported objects go to unlabelled pixels only; ``prompts`` (by imported id) follow their objects.
-        Returns the number of objects added.
+        Imported objects go to unlabelled pixels only; ``prompts`` (by imported id) follow their objects (the others
+        are recorded as imports). Returns the number of objects added.
         """
         if tuple(labels.shape) != tuple(self.labels.shape):
             raise SessionError(f"the imported labels have shape {labels.shape}; this image needs {self.labels.shape}")
@@ -332,22 +361,23 @@ class StackAnnotator:
         lookup[ids] = np.arange(first, first + ids.size)
         if lookup.max() > np.iinfo(self.labels.dtype).max:
             raise SessionError(f"{int(lookup.max())} labels do not fit the labels layer's {self.labels.dtype}")
-        with self.history.recording(self.labels) as rec:
+        prompts = prompts or {}
+        with self._labels_edit() as (rec, new):
             for key in self.source.plane_keys():
                 rec.before(key, None)
                 plane, incoming = self._plane(key), (labels[key] if key else labels)
                 free = (incoming > 0) & (plane == 0)
                 plane[free] = lookup[incoming[free]]
-        for old_id, record in (prompts or {}).items():
-            if 0 < old_id < len(lookup) and lookup[old_id]:
-                self.object_prompts[int(lookup[old_id])] = record
+            new.extend(ObjectInfo(int(lookup[old_id]), prompts=prompts.get(int(old_id), PromptRecord("import")))
+                       for old_id in ids)
         return int(ids.size)
 
     def undo(self) -> None:
-        self.history.undo(self.labels)
+        """Undo the newest change: its pixels and its objects; SessionError when there is none."""
+        self.store.undo()
 
     def redo(self) -> None:
-        self.history.redo(self.labels)
+        self.store.redo()
 
     # ------------------------------------------------------------------ everything
 
@@ -370,36 +400,38 @@ class StackAnnotator:
         Yields (tiles done, tiles in all) after every tile; ``on_prompts(tiles done, tiles in all, prompts done,
         prompts in all)`` follows the prompts of the current tile after every decoder batch. Objects only go to unlabelled pixels; objects
         outside [min_area, max_area] pixels are dropped. should_stop() cancels between and inside tiles;
-        the planes finished so far stay (still one undo step). ``found`` collects the ids per plane.
+        the tiles finished so far stay (still one undo step). ``found`` collects the ids per plane.
         """
         keys = [self.source.check_key(k) for k in keys]
         tiles = self.grid.boxes
         total, done = len(keys) * len(tiles), 0
         found = found if found is not None else {}
         stopped = should_stop or (lambda: False)
-        with self.history.recording(self.labels) as rec:
+        with self._labels_edit() as (rec, new):
             for key in keys:
                 if stopped():
                     return
                 rec.before(key, None)
                 plane = self._plane(key)
                 next_id, ids = self.next_id(), []
-                for tile in tiles:
-                    session = self.session(key, tile)
-                    generator = self.generator_factory(self.predictor)
-                    report = None if on_prompts is None else partial(on_prompts, done, total)
-                    try:
-                        records = generator.generate(session.image, progress=report, should_stop=should_stop)
-                    except GenerationCancelled:
-                        return
-                    masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]
-                    written, next_id = paste_merged(plane, tile, masks, next_id)
-                    ids.extend(written)
-                    done += 1
-                    yield done, total
-                found[key] = filter_areas(plane, ids, min_area, max_area)
-                for object_id in found[key]:
-                    self.object_prompts.setdefault(object_id, PromptRecord("everything", plane=tuple(key) or None))
+                try:
+                    for tile in tiles:
+                        session = self.session(key, tile)
+                        generator = self.generator_factory(self.predictor)
+                        report = None if on_prompts is None else partial(on_prompts, done, total)
+                        try:
+                            records = generator.generate(session.image, progress=report, should_stop=should_stop)
+                        except GenerationCancelled:
+                            return
+                        masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]
+                        written, next_id = paste_merged(plane, tile, masks, next_id)
+                        ids.extend(written)
+                        done += 1
+                        yield done, total
+                finally:  # a plane cut short by Cancel keeps the tiles it finished, with their records
+                    found[key] = filter_areas(plane, ids, min_area, max_area)
+                    new.extend(ObjectInfo(object_id, prompts=PromptRecord("everything", plane=tuple(key) or None))
+                               for object_id in found[key])
 
     def all_planes(self) -> list[PlaneKey]:
         return self.source.plane_keys()

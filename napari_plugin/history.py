@@ -1,14 +1,10 @@
-"""Undo/redo for edits of a labels array, stored as the before/after pixels of the changed boxes only."""
+"""Edits of a labels array for the object store's undo: the before/after pixels of the changed boxes only."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
-
-from tinysam_annotate.history import UndoHistory
 
 from .planes import PlaneKey
 from .tiles import Box
@@ -57,39 +53,18 @@ class Recording:
         return out
 
 
-class History:
-    """Undo and redo of labels edits; each edit is a list of patches (possibly over several planes), kept in the
-    package's :class:`~tinysam_annotate.history.UndoHistory` (the last ``limit`` edits)."""
+@dataclass
+class LabelsEdit:
+    """One edit of ``labels`` as its changed patches (possibly over several planes): a
+    :class:`~tinysam_annotate.object_store.Reversible` the object store undoes and redoes with the edit's objects."""
 
-    def __init__(self, limit: int = 100) -> None:
-        self.edits: UndoHistory[list[Patch]] = UndoHistory(limit)
+    labels: np.ndarray
+    patches: list[Patch]
 
-    @contextmanager
-    def recording(self, labels: np.ndarray) -> Iterator[Recording]:
-        """Record one edit; it becomes one undo step even when the body is interrupted (cancelled work stays)."""
-        rec = Recording(labels)
-        try:
-            yield rec
-        finally:
-            patches = rec.patches()
-            if patches:
-                self.edits.record(patches)
+    def revert(self) -> None:
+        for patch in reversed(self.patches):
+            patch.apply(self.labels, "before")
 
-    def can_undo(self) -> bool:
-        return self.edits.can_undo()
-
-    def can_redo(self) -> bool:
-        return self.edits.can_redo()
-
-    def undo(self, labels: np.ndarray) -> list[Patch]:
-        """Put the pixels of the newest edit back as they were before it; SessionError when there is none."""
-        step = self.edits.undo()
-        for patch in reversed(step):
-            patch.apply(labels, "before")
-        return step
-
-    def redo(self, labels: np.ndarray) -> list[Patch]:
-        step = self.edits.redo()
-        for patch in step:
-            patch.apply(labels, "after")
-        return step
+    def apply(self) -> None:
+        for patch in self.patches:
+            patch.apply(self.labels, "after")

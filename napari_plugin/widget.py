@@ -254,10 +254,9 @@ class TinySamWidget(Container):
                                             tile_size=int(self.tile_size.value) or None,
                                             cleanup=DEFAULT_CLEANUP if self.clean.value else None)
             if previous is not None and previous.labels is layers.labels.data:
-                # Start again on the same labels: its objects' undo history, prompts and scores go on with them.
-                self.annotator.history = previous.history
-                self.annotator.object_prompts = previous.object_prompts
-                self.annotator.object_scores = previous.object_scores
+                # Start again on the same labels: their objects (records and undo steps) go on with them.
+                self.annotator.store = previous.store
+            self.annotator.store.on_change = self._store_changed
         except (TinySamAnnotateError, ValueError, KeyError) as exc:
             show_error(str(exc))
             return
@@ -460,7 +459,6 @@ class TinySamWidget(Container):
         self._clear_prompt_layers()
         self._started()[1].labels.refresh()
         self._say(f"Committed object {object_id}.")
-        self.autosave()
         return object_id
 
     def commit_in_3d(self) -> Any:
@@ -479,7 +477,6 @@ class TinySamWidget(Container):
             self._clear_prompt_layers()
             slices = sorted(key[-1] for key in planes)
             self._say(f"Committed object {object_id} on {len(planes)} slice(s), {slices[0]} to {slices[-1]}.")
-            self.autosave()
 
         return self._run(thread_worker(work)(), "Following the object through the stack...", done)
 
@@ -500,12 +497,10 @@ class TinySamWidget(Container):
     def undo(self) -> None:
         self._require().undo()
         self._started()[1].labels.refresh()
-        self.autosave()
 
     def redo(self) -> None:
         self._require().redo()
         self._started()[1].labels.refresh()
-        self.autosave()
 
     # ------------------------------------------------------------------ autosave
 
@@ -525,6 +520,13 @@ class TinySamWidget(Container):
         if offered is not None:
             self.restore_button.tooltip = f"{offered.describe()} for {layers.image.name}: press Restore autosave to load it."
             self._say(self.restore_button.tooltip)
+
+    @ensure_main_thread
+    def _store_changed(self) -> None:
+        """The object store's hook after every change, undo and redo: autosave. A change made by a worker (everything
+        mode, a 3D commit) is queued to the GUI thread, which owns the buttons and, by then, the labels."""
+        with _widget_may_be_gone():
+            self.autosave()
 
     def autosave(self) -> None:
         """Write the labels and objects to this image's autosave (atomically). An offered autosave that was not
@@ -697,7 +699,6 @@ class TinySamWidget(Container):
             count = sum(len(v) for v in found.values())
             self._say(f"Everything mode: {count} objects on {len(found)} plane(s)"
                       + (" (cancelled)" if self._cancel.is_set() else "") + ".")
-            self.autosave()
 
         return self._run(thread_worker(work)(), f"Segmenting everything on {len(keys)} plane(s)...", done)
 
@@ -742,7 +743,6 @@ class TinySamWidget(Container):
         count = annotator.add_labels(labels, prompts)
         self._started()[1].labels.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
-        self.autosave()
 
 
 @contextmanager

@@ -1,8 +1,8 @@
-"""Undo and redo as stacks of edits, for both annotation front ends.
+"""Undo and redo as stacks of edits, with a limit.
 
-An edit is whatever lets its owner go back and forth: the annotation session records (state before, state after)
-pairs of its immutable object lists; the napari plugin records the changed pixels of its labels array
-(``tinysam_napari.history``). The stacks, their limit and the "nothing to undo" errors live here, once.
+The :class:`~tinysam_annotate.object_store.ObjectStore` of both front ends keeps its changes here (records before
+and after, and the pixels of a napari labels edit); the stacks, their limit and the "nothing to undo" errors live
+here, once.
 """
 
 from __future__ import annotations

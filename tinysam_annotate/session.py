@@ -10,7 +10,7 @@ reads it back after a crash.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,25 +18,20 @@ import numpy as np
 
 from .cleanup import MaskCleanup, clean_mask
 from .errors import PromptError, SessionError
-from .history import UndoHistory
 from .io.coco import ObjectRecord, build_coco, objects_of_image, read_coco, write_coco
 from .io.labels import masks_to_labels, write_label_image
 from .io.prompt_record import PromptRecord
+from .object_store import DEFAULT_CATEGORY, ObjectInfo, ObjectStore
 from .predictor import SamPredictor
 
-DEFAULT_CATEGORY = "object"
 DEFAULT_CLEANUP = MaskCleanup()
 
 
 @dataclass(frozen=True)
-class AnnotatedObject:
-    """One accepted object: an H x W bool mask, its category, score and the prompts that made it."""
+class AnnotatedObject(ObjectInfo):
+    """One accepted object: its :class:`ObjectInfo` and its H x W bool mask."""
 
-    object_id: int  # stable id, also the object's value in label images
-    mask: np.ndarray
-    category: str
-    score: float | None = None
-    prompts: PromptRecord = field(default_factory=PromptRecord)
+    mask: np.ndarray = field(kw_only=True)
 
 
 @dataclass
@@ -57,13 +52,6 @@ class Preview:
     @property
     def score(self) -> float:
         return float(self.scores[self.selected])
-
-
-@dataclass(frozen=True)
-class _State:
-    objects: tuple[AnnotatedObject, ...]
-    categories: tuple[str, ...]
-    next_id: int
 
 
 class AnnotationSession:
@@ -87,8 +75,7 @@ class AnnotationSession:
         self.image_name = image_name
         self.autosave_path = Path(autosave_path) if autosave_path else None
         self.cleanup = cleanup
-        self._state = _State((), tuple(categories or [DEFAULT_CATEGORY]), 1)
-        self._history: UndoHistory[tuple[_State, _State]] = UndoHistory()  # (before, after) of each change
+        self.store: ObjectStore[AnnotatedObject] = ObjectStore(categories or [DEFAULT_CATEGORY], on_change=self._autosave)
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
         self.box: tuple[float, float, float, float] | None = None
@@ -99,11 +86,11 @@ class AnnotationSession:
 
     @property
     def objects(self) -> tuple[AnnotatedObject, ...]:
-        return self._state.objects
+        return self.store.objects
 
     @property
     def categories(self) -> tuple[str, ...]:
-        return self._state.categories
+        return self.store.categories
 
     @property
     def height(self) -> int:
@@ -114,23 +101,16 @@ class AnnotationSession:
         return self.image.shape[1]
 
     def can_undo(self) -> bool:
-        return self._history.can_undo()
+        return self.store.can_undo()
 
     def can_redo(self) -> bool:
-        return self._history.can_redo()
-
-    def _commit(self, state: _State) -> None:
-        self._history.record((self._state, state))
-        self._state = state
-        self._autosave()
+        return self.store.can_redo()
 
     def undo(self) -> None:
-        self._state, _ = self._history.undo()
-        self._autosave()
+        self.store.undo()
 
     def redo(self) -> None:
-        _, self._state = self._history.redo()
-        self._autosave()
+        self.store.redo()
 
     # ------------------------------------------------------------------ prompts
 
@@ -199,17 +179,7 @@ class AnnotationSession:
     # ------------------------------------------------------------------ objects
 
     def add_category(self, name: str) -> None:
-        name = name.strip()
-        if not name:
-            raise SessionError("a category needs a name")
-        if name not in self.categories:
-            self._commit(replace(self._state, categories=self.categories + (name,)))
-
-    def _category(self, category: str | None) -> str:
-        category = category or self.categories[0]
-        if category not in self.categories:
-            raise SessionError(f"unknown category {category!r}; add it first (known: {', '.join(self.categories)})")
-        return category
+        self.store.add_category(name)
 
     def accept(self, category: str | None = None) -> AnnotatedObject:
         """Turn the preview into an object and clear the prompts."""
@@ -217,46 +187,36 @@ class AnnotationSession:
             raise SessionError("nothing to accept: add a point or a box first")
         if not self.preview.mask.any():
             raise SessionError("the preview mask is empty; add a point or pick another candidate")
-        obj = AnnotatedObject(self._state.next_id, self.preview.mask.copy(), self._category(category), self.preview.score,
-                              self.prompt_record())
-        self._commit(replace(self._state, objects=self.objects + (obj,), next_id=obj.object_id + 1))
+        obj = AnnotatedObject(self.store.next_id, self.store.category(category), self.preview.score, self.prompt_record(),
+                              mask=self.preview.mask.copy())
+        self.store.add([obj])
         self.clear_prompts()
         return obj
 
     def add_objects(self, masks: list[np.ndarray], scores: list[float | None], category: str | None = None,
                     prompts: list[PromptRecord] | None = None) -> list[AnnotatedObject]:
         """Add many objects as one undo step (everything mode, imports)."""
-        category = self._category(category)
-        first = self._state.next_id
-        new = tuple(
-            AnnotatedObject(first + i, np.asarray(m, dtype=bool), category, s, (prompts[i] if prompts else PromptRecord("import")))
+        category = self.store.category(category)
+        first = self.store.next_id
+        new = [
+            AnnotatedObject(first + i, category, s, (prompts[i] if prompts else PromptRecord("import")),
+                            mask=np.asarray(m, dtype=bool))
             for i, (m, s) in enumerate(zip(masks, scores, strict=True))
-        )
+        ]
         for obj in new:
             if obj.mask.shape != (self.height, self.width):
                 raise SessionError(f"mask of shape {obj.mask.shape} does not fit the {self.height} x {self.width} image")
-        if new:
-            self._commit(replace(self._state, objects=self.objects + new, next_id=first + len(new)))
-        return list(new)
-
-    def _find(self, object_id: int) -> int:
-        for index, obj in enumerate(self.objects):
-            if obj.object_id == object_id:
-                return index
-        raise SessionError(f"no object with id {object_id}")
+        self.store.add(new)
+        return new
 
     def delete(self, object_id: int) -> None:
-        index = self._find(object_id)
-        self._commit(replace(self._state, objects=self.objects[:index] + self.objects[index + 1 :]))
+        self.store.delete(object_id)
 
     def relabel(self, object_id: int, category: str) -> None:
-        index = self._find(object_id)
-        obj = replace(self.objects[index], category=self._category(category))
-        self._commit(replace(self._state, objects=self.objects[:index] + (obj,) + self.objects[index + 1 :]))
+        self.store.relabel(object_id, category)
 
     def clear_objects(self) -> None:
-        if self.objects:
-            self._commit(replace(self._state, objects=()))
+        self.store.clear()
 
     def segment_everything(self, generator_factory: Callable[[Any], Any], category: str | None = None,
                            progress: Callable[[int, int], None] | None = None,
@@ -312,14 +272,12 @@ class AnnotationSession:
             raise SessionError(f"{path} annotates a {info['width']} x {info['height']} image; this one is {self.width} x {self.height}")
         names = {c["id"]: c["name"] for c in coco["categories"]}
         records = objects_of_image(coco, image_id)
-        missing = [n for n in dict.fromkeys(names[r.category_id] for r in records) if n not in self.categories]
-        state = replace(self._state, categories=self.categories + tuple(missing))
-        first = state.next_id
-        new = tuple(AnnotatedObject(first + i, r.mask, names[r.category_id], r.score,
-                                    PromptRecord.from_json(r.attributes.get("prompts")))
-                    for i, r in enumerate(records))
-        self._commit(replace(state, objects=self.objects + new, next_id=first + len(new)))
-        return list(new)
+        first = self.store.next_id
+        new = [AnnotatedObject(first + i, names[r.category_id], r.score, PromptRecord.from_json(r.attributes.get("prompts")),
+                               mask=r.mask)
+               for i, r in enumerate(records)]
+        self.store.add(new, categories=[obj.category for obj in new])
+        return new
 
     @classmethod
     def restore(cls, predictor: SamPredictor, image: np.ndarray, autosave_path: str | os.PathLike,
@@ -328,7 +286,7 @@ class AnnotationSession:
         session = cls(predictor, image, image_name, autosave_path=None)
         if Path(autosave_path).exists():
             session.import_coco(autosave_path)
-            session._history.clear()
+            session.store.forget_history()
         session.autosave_path = Path(autosave_path)
         return session
 

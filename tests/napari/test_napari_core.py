@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from tinysam_napari.annotator import PlanePrompts, StackAnnotator, points_in_plane
-from tinysam_napari.history import History
+from tinysam_napari.history import LabelsEdit, Recording
 from tinysam_napari.labels_io import coco_to_labels, labels_to_coco
 from tinysam_napari.planes import PlaneSource, guess_channel_axis, inside, is_blank, parse_channels
 from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
@@ -13,6 +13,7 @@ from tinysam_napari.tiles import TileGrid, filter_areas, paste_merged
 from tinysam_annotate.amg import SamAutomaticMaskGenerator
 from tinysam_annotate.errors import ChannelError, PromptError
 from tinysam_annotate.io.prompt_record import PromptRecord
+from tinysam_annotate.object_store import ObjectInfo, ObjectStore
 from tinysam_annotate.predictor import SamPredictor
 from tinysam_annotate.session import SessionError
 
@@ -89,21 +90,22 @@ def test_filter_areas_erases_objects_outside_the_range():
 # ---------------------------------------------------------------------------------------------- history
 
 
-def test_history_undo_redo_restores_only_the_changed_box():
+def test_labels_edit_undo_redo_restores_only_the_changed_box():
     labels = np.zeros((2, 30, 40), np.uint32)
-    history = History()
-    with history.recording(labels) as rec:
-        rec.before((1,), None)
-        labels[1, 5:10, 6:9] = 4
-    (patch,) = history.edits.undo_stack[-1]
+    store: ObjectStore[ObjectInfo] = ObjectStore()
+    recording = Recording(labels)
+    recording.before((1,), None)
+    labels[1, 5:10, 6:9] = 4
+    (patch,) = recording.patches()
     assert patch.box == (6, 5, 9, 10) and patch.before.shape == (5, 3)
+    store.add([ObjectInfo(4)], pixels=LabelsEdit(labels, [patch]))
     labels[1, 20, 20] = 7  # a hand edit elsewhere survives undo
-    history.undo(labels)
-    assert labels[1, 5:10, 6:9].sum() == 0 and labels[1, 20, 20] == 7
-    history.redo(labels)
-    assert (labels[1] == 4).sum() == 15
+    store.undo()
+    assert labels[1, 5:10, 6:9].sum() == 0 and labels[1, 20, 20] == 7 and not store.objects
+    store.redo()
+    assert (labels[1] == 4).sum() == 15 and [o.object_id for o in store.objects] == [4]
     with pytest.raises(SessionError, match="nothing to redo"):
-        history.redo(labels)
+        store.redo()
 
 
 # ---------------------------------------------------------------------------------------------- planes
@@ -167,10 +169,10 @@ def test_points_preview_commit_undo_on_slice_two_leave_slice_one_alone(predictor
     record = annotator.object_prompts[1]
     assert record.points == ((60.0, 50.0), (5.0, 5.0)) and record.point_labels == (1, 0)
     assert record.source == "click" and record.plane == (2,) and annotator.object_scores[1] == refined.preview.score
-    annotator.undo()
-    assert not annotator.labels.any()
+    annotator.undo()  # the pixels and the object's record go back together
+    assert not annotator.labels.any() and not annotator.object_prompts and not annotator.object_scores
     annotator.redo()
-    assert (annotator.labels[2] == 1).sum() == refined.mask.sum()
+    assert (annotator.labels[2] == 1).sum() == refined.mask.sum() and annotator.object_prompts[1] == record
     with pytest.raises(SessionError, match="nothing to commit"):
         annotator.commit()
     with pytest.raises(PromptError, match="outside the 160 x 120 image"):
@@ -253,6 +255,8 @@ def test_everything_on_every_slice_is_one_undo_step_and_cancellable(predictor, r
     calls = iter([False, True])
     partial = annotator.segment_everything(annotator.all_planes(), should_stop=lambda: next(calls, True))
     assert list(partial) == [(0,)] and annotator.labels[0].any() and not annotator.labels[1:].any()
+    records = annotator.object_prompts  # the objects kept by a cancelled run have their records
+    assert sorted(records) == sorted(partial[(0,)]) and {r.source for r in records.values()} == {"everything"}
 
 
 def test_everything_with_the_model_and_area_filter(predictor, rng):
@@ -268,10 +272,12 @@ def test_import_labels_shifts_ids_and_is_undoable(predictor, rng):
     annotator.labels[0, :5, :5] = 1
     incoming = np.zeros((3, 120, 160), np.uint16)
     incoming[1, 10:20, 10:20], incoming[2, 30:40, 30:40] = 7, 9
-    assert annotator.add_labels(incoming) == 2
+    assert annotator.add_labels(incoming, {9: PromptRecord("click", ((35.0, 35.0),), (1,))}) == 2
     assert set(np.unique(annotator.labels)) == {0, 1, 2, 3}
+    assert annotator.object_prompts[2].source == "import" and annotator.object_prompts[3].points == ((35.0, 35.0),)
     annotator.undo()
-    assert set(np.unique(annotator.labels)) == {0, 1}
+    assert set(np.unique(annotator.labels)) == {0, 1} and not annotator.object_prompts
+    assert annotator.next_id() == 2  # the hand-painted 1 is never reused
     with pytest.raises(SessionError, match="shape"):
         annotator.add_labels(np.zeros((2, 120, 160), np.uint16))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import time
@@ -140,10 +141,13 @@ def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng
     wait_idle(widget, qtbot)
     labels = widget.layers.labels.data.copy()
     assert labels[0].any() and labels[1].any()
+    saved = widget.autosave_file()  # the worker's change reached the object store, which autosaved it
+    qtbot.waitUntil(saved.exists)
+    assert len(json.loads(saved.read_text())["annotations"]) == len(np.unique(labels)) - 1
     out = widget.export(tmp_path / "cells.json", "coco")
     widget.export(tmp_path / "cells.tif", "tiff")
     widget.undo()
-    assert not widget.layers.labels.data.any()
+    assert not widget.layers.labels.data.any() and not json.loads(saved.read_text())["annotations"]
     widget.import_file(out)
     assert np.array_equal(widget.layers.labels.data > 0, labels > 0)
     widget.undo()
