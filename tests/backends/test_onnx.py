@@ -123,16 +123,19 @@ def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_
 
 @pytest.mark.slow
 def test_export_traces_the_decoder_with_folded_cross_attention(monkeypatch, tmp_path):
-    """Only the token self-attentions project with ``forward`` in the traced decoder; the model is left as it was."""
+    """In the traced decoder the token self-attentions and the first layer's token->image attention (the image all
+    prompts share, projected once) run ``forward``; every other cross-attention folds. The model is left as it was."""
     from tinysam_annotate.modeling.transformer import Attention
 
     sam = make_tiny_sam()
-    cross = sam.mask_decoder.transformer.cross_attentions()
+    transformer = sam.mask_decoder.transformer
+    cross = transformer.cross_attentions()
     projected = []
     original = Attention.forward
     monkeypatch.setattr(Attention, "forward", lambda self, q, k, v: projected.append(self) or original(self, q, k, v))
     export_onnx(sam, tmp_path, weights_hash="tiny", model_id="tiny", check=False)
-    assert projected and not [a for a in projected if any(a is c for c in cross)]
+    projected_cross = {id(a) for a in projected} & {id(c) for c in cross}
+    assert projected_cross == {id(transformer.layers[0].cross_attn_token_to_image)}
     assert all(a.fold_projections is None for a in cross)
 
 

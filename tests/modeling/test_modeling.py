@@ -101,23 +101,49 @@ def test_folded_cross_attention_equals_projecting_the_image(prompts, image_batch
 
 
 def test_folding_is_chosen_where_it_saves_work(monkeypatch):
-    """One prompt against 4096 image tokens folds; 64 prompts sharing one image project the image once."""
+    """One prompt against 4096 image tokens folds; 64 prompts sharing one image project the image once, and the
+    image->token output projection folds into the token values either way."""
     from tinysam_annotate.modeling.transformer import Attention
 
     attention = Attention(256, num_heads=8, downsample_rate=2)
-    projected = []
+    projected, linear_inputs = [], []
 
     def record_projection(self, q, k, v):
         projected.append(q.shape)
         return q.new_zeros(max(q.shape[0], k.shape[0]), q.shape[1], 256)
 
     monkeypatch.setattr(Attention, "forward", record_projection)
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        getattr(attention, name).register_forward_hook(
+            lambda module, args, out, name=name: linear_inputs.append((name, tuple(args[0].shape))))
     image = torch.zeros(1, 4096, 256)
     with torch.no_grad():
         attention.attend_few_queries(torch.zeros(1, 7, 256), image, image)
         attention.attend_few_keys(image, torch.zeros(1, 7, 256), torch.zeros(1, 7, 256))
-        assert projected == []
+        assert projected == [] and not any(shape[1] == 4096 for _, shape in linear_inputs)  # one click: all folded
         attention.attend_few_queries(torch.zeros(64, 7, 256), image, image)
+        linear_inputs.clear()
         attention.attend_few_keys(image, torch.zeros(64, 7, 256), torch.zeros(64, 7, 256))
+        assert [(name, shape) for name, shape in linear_inputs if shape[1] == 4096] == [("q_proj", (1, 4096, 256))]
         attention.attend_few_queries(torch.zeros(1, 40, 256), image, image)  # many clicks: 8 heads x 40 > 128
-    assert len(projected) == 3
+    assert projected == [torch.Size([64, 7, 256]), torch.Size([1, 40, 256])]
+
+
+def test_per_pixel_upscaling_equals_the_official_output_upscaling():
+    """masks_from_features (per feature pixel, one shuffle of the logits) equals SAM's nn.Sequential on B x C x h x w
+    followed by the token products, sub-pixel for sub-pixel."""
+    from tinysam_annotate.modeling.mask_decoder import MaskDecoder
+    from tinysam_annotate.modeling.transformer import TwoWayTransformer
+
+    torch.manual_seed(0)
+    decoder = MaskDecoder(transformer_dim=64, transformer=TwoWayTransformer(depth=1, embedding_dim=64, num_heads=4,
+                                                                           mlp_dim=32))
+    for parameter in decoder.output_upscaling.parameters():  # the norm's defaults would hide a channel mix-up
+        torch.nn.init.normal_(parameter)
+    features, weights = torch.randn(2, 5, 6, 64), torch.randn(2, 3, 8)
+    with torch.no_grad():
+        upscaled = decoder.output_upscaling(features.permute(0, 3, 1, 2))  # B x C/8 x 4h x 4w
+        reference = torch.einsum("bchw,bmc->bmhw", upscaled, weights)
+        masks = decoder.masks_from_features(features, weights)
+    assert masks.shape == (2, 3, 20, 24)
+    torch.testing.assert_close(masks, reference, atol=1e-4, rtol=1e-4)

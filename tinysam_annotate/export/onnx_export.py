@@ -118,9 +118,9 @@ def export_onnx(
             torch.zeros(1, 1, low, low),
             torch.zeros(1),
         )
-        # A traced graph keeps one way for every prompt count. Folding the image-side projections into the
-        # tokens (see Attention) is 1.3x faster for a click and still faster for 64-prompt batches than
-        # projecting the shared image once.
+        # A traced graph keeps one way for every prompt count: the image side of each prompt is folded into its
+        # tokens (see Attention), the image all prompts share (first layer) is projected once. Measured on 64-prompt
+        # batches (everything mode) against folding that one too: see recipes/results/everything.md.
         with sam.mask_decoder.transformer.folding(True):
             torch.onnx.export(
                 DecoderGraph(sam).eval(),

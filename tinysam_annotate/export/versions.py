@@ -4,7 +4,9 @@
 # 4: cross-attentions fold the image-side projections into the prompt tokens (faster clicks and batches).
 # 5: the decoder stops before the masks; masks.onnx upscales the prompts a caller keeps (everything mode
 #    upscales only those whose predicted IoU passes its threshold).
-EXPORT_VERSION = "5"
+# 6: the first decoder layer projects the image shared by all prompts once instead of folding it into each prompt
+#    (everything mode's 64-prompt batches), and the image->token output projection folds into the token values.
+EXPORT_VERSION = "6"
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"

@@ -118,30 +118,30 @@ class MaskDecoder(nn.Module):
         return iou_pred, src.reshape(batch, h, w, -1), mask_weights, hs[:, : 1 + self.num_mask_tokens, :]
 
     def masks_from_features(self, features: torch.Tensor, mask_weights: torch.Tensor) -> torch.Tensor:
-        """Mask features B x h x w x C and weights B x M x C/8 (any M of the mask tokens) -> logits B x M x 4h x 4w."""
-        batch, h, w, _ = features.shape
-        upscaled = self.upscale_features(features)  # B x 4h x 4w x C/8, channel-last
-        return (upscaled.flatten(1, 2) @ mask_weights.transpose(1, 2)).transpose(1, 2).reshape(batch, -1, 4 * h, 4 * w)
+        """Mask features B x h x w x C and weights B x M x C/8 (any M of the mask tokens) -> logits B x M x 4h x 4w.
 
-    def upscale_features(self, features: torch.Tensor) -> torch.Tensor:
-        """``output_upscaling`` computed channel-last: B x h x w x C -> B x 4h x 4w x C/8.
-
-        A 2x2 stride-2 transposed convolution is a per-pixel linear map to 2x2 sub-pixels, so each one is
-        a matmul plus a depth-to-space shuffle, and LayerNorm2d becomes a plain LayerNorm over the last
-        axis. Same result as running the nn.Sequential on B x C x h x w (to float rounding) and about
-        twice as fast in ONNX Runtime; the parameters keep the official layout.
+        ``output_upscaling`` (two 2x2 stride-2 transposed convolutions with LayerNorm2d and GELUs) and the token
+        products, computed per feature pixel: a 2x2 stride-2 transposed convolution maps each input pixel to its
+        own 2x2 output pixels, LayerNorm2d and GELU act per pixel, and so does the token product, so each of the
+        h x w features becomes its 4 x 4 logits without moving the 64- and 32-channel intermediates into image
+        order; only the M-channel logits are shuffled at the end. Same result as the nn.Sequential on B x C x h x w
+        (to float rounding), about twice as fast in ONNX Runtime; the parameters keep the official layout.
         """
+        batch, h, w, channels = features.shape
         up1, norm, act1, up2, act2 = self.output_upscaling
-        x = _deconv2x2_channels_last(features, up1)
+        x = _deconv2x2_per_pixel(features.reshape(-1, channels), up1)  # (B h w 2 2) x C/4
         x = act1(torch.nn.functional.layer_norm(x, tuple(norm.weight.shape), norm.weight, norm.bias, norm.eps))
-        return act2(_deconv2x2_channels_last(x, up2))
+        x = act2(_deconv2x2_per_pixel(x, up2))  # (B h w 2 2 2 2) x C/8, sub-pixels (i1, j1, i2, j2)
+        logits = x.reshape(batch, -1, x.shape[-1]) @ mask_weights.transpose(1, 2)  # B x (h w 2 2 2 2) x M
+        # output row 4y + 2 i1 + i2, column 4x + 2 j1 + j2
+        logits = logits.reshape(batch, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return logits.reshape(batch, -1, 4 * h, 4 * w)
 
 
-def _deconv2x2_channels_last(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
-    """B x h x w x Cin -> B x 2h x 2w x Cout, equal to ``deconv`` (kernel 2, stride 2) on channel-first input."""
-    b, h, w, _ = x.shape
+def _deconv2x2_per_pixel(x: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
+    """P x Cin pixels -> (P 2 2) x Cout: each pixel's 2 x 2 output pixels (rows i, columns j) of ``deconv`` (kernel
+    2, stride 2), as one matrix product with the bias added in it (a Gemm in ONNX)."""
     weight = deconv.weight  # Cin x Cout x 2 x 2
     c_out = weight.shape[1]
-    y = x @ weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 4 * c_out)  # B x h x w x (2*2*Cout)
-    y = y.reshape(b, h, w, 2, 2, c_out).permute(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c_out)
-    return y + deconv.bias
+    per_pixel = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 4 * c_out)  # Cin x (i j Cout)
+    return torch.addmm(deconv.bias.repeat(4), x, per_pixel).reshape(-1, c_out)

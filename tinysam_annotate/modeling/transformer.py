@@ -19,8 +19,11 @@ class Attention(nn.Module):
     (M = 4096). ``attend_few_queries`` / ``attend_few_keys`` compute the same result as ``forward`` but may
     fold the image side's projections into the token side (matrix products reassociated), which turns two
     M x C x C/2 projections into two M x C x (heads * N) products: about 2.3x fewer multiply-adds for
-    N = 7. ``fold_projections`` decides: None picks the cheaper way from the shapes of each call, True or
-    False forces it (the ONNX export forces True: a traced graph keeps one way).
+    N = 7. An image shared by all B prompts (the first layer, without mask inputs) is better projected once
+    for all of them; the output projection of the image->token attention folds into the N token values
+    either way. ``fold_projections`` decides: None picks the cheaper way from the shapes of each call; True
+    folds every image side that has a row per prompt and projects a shared one once (the ONNX export: a
+    traced graph keeps one way, and everything mode sends 64 prompts per call); False never folds.
     """
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
@@ -55,6 +58,8 @@ class Attention(nn.Module):
         fold = self.fold_projections
         if fold is None:  # projecting k and v: Bk * M * C * I each; folded: B * heads * N * M * C each
             fold = q.shape[0] * self.num_heads * q.shape[1] < k.shape[0] * self.internal_dim
+        elif fold:
+            fold = k.shape[0] > 1  # a shared image is projected once
         if not fold:
             return self(q, k, v)
         heads = self.num_heads
@@ -71,24 +76,31 @@ class Attention(nn.Module):
     def attend_few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``forward`` for Bq x M x C queries (image), Bq = 1 or B, against B x N x C keys/values (tokens)."""
         batch = max(q.shape[0], k.shape[0])
+        few_keys = self.num_heads * k.shape[1] < self.internal_dim
         fold = self.fold_projections
         if fold is None:  # projecting q and the output: 2 * B * M * C * I; folded: 2 * B * M * C * heads * N
             # With one image shared by B > 1 prompts, projecting the image once wins (eager torch would copy it B times).
-            fold = q.shape[0] == batch and self.num_heads * k.shape[1] < self.internal_dim
-        if not fold:
+            fold_query, fold_output = q.shape[0] == batch and few_keys, few_keys
+        else:
+            fold_query, fold_output = fold and q.shape[0] > 1, fold
+        if not fold_output:
             return self(q, k, v)
         heads = self.num_heads
         key, value = self._split(self.k_proj(k)), self._split(self.v_proj(v))  # B x h x N x d
         b, _, n, d = key.shape
-        # (W_q x + b_q) . k = x . (W_q^T k) + b_q . k: the bias term differs per key and stays.
-        folded_key = (key @ self._head_weights(self.q_proj)).reshape(b, heads * n, -1)  # B x hN x C
-        key_bias = (key @ self.q_proj.bias.reshape(heads, d, 1)).reshape(b, 1, heads * n)
-        scores = (q @ folded_key.transpose(1, 2) + key_bias) * d**-0.5  # B x M x hN
-        attn = torch.softmax(scores.reshape(b, -1, heads, n), dim=-1).reshape(b, -1, heads * n)
+        if fold_query:
+            # (W_q x + b_q) . k = x . (W_q^T k) + b_q . k: the bias term differs per key and stays.
+            folded_key = (key @ self._head_weights(self.q_proj)).reshape(b, heads * n, -1)  # B x hN x C
+            key_bias = (key @ self.q_proj.bias.reshape(heads, d, 1)).reshape(b, 1, heads * n)
+            scores = (q @ folded_key.transpose(1, 2) + key_bias).reshape(b, -1, heads, n)  # B x M x h x N
+        else:  # the shared image projected once, scored against each prompt's keys
+            scores = (self._split(self.q_proj(q)) @ key.transpose(2, 3)).transpose(1, 2)  # B x M x h x N
+        attn = torch.softmax(scores * d**-0.5, dim=-1).reshape(b, -1, heads * n)
         # out_proj(concat_h(A_h V_h)) = sum_h A_h (V_h W_out,h): project the N values instead of the M outputs.
+        # Each head's weights sum to 1, so adding bias / heads to every value adds the bias once (no pass over M x C).
         out_weight = self.out_proj.weight.reshape(-1, heads, d).permute(1, 2, 0)  # h x d x C
-        projected_values = (value @ out_weight).reshape(b, heads * n, -1)  # B x hN x C
-        return attn @ projected_values + self.out_proj.bias
+        projected_values = (value @ out_weight).reshape(b, heads * n, -1) + self.out_proj.bias / heads  # B x hN x C
+        return attn @ projected_values
 
 
 class TwoWayAttentionBlock(nn.Module):
