@@ -251,6 +251,8 @@ def test_bad_arguments(tiny_backend_amg):
 class _UpscaleRecorder(CountingBackend):
     """A scores-first engine that records how many prompts it scored and how many of them it upscaled."""
 
+    scores_first = True
+
     def __init__(self, inner) -> None:
         super().__init__(inner)
         self.best_ious: list[float] = []

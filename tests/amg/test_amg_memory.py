@@ -21,6 +21,23 @@ def test_the_batch_fits_the_budget_left_after_what_the_process_holds():
     assert points_per_batch_within(1536 * MB, 256, resident=2048 * MB) == 1  # over budget: one prompt at a time
     assert points_per_batch_within(64 * 2**30, 256, resident=0) == MAX_POINTS_PER_BATCH
     assert decoder_bytes_per_prompt(64) == per_prompt // 16  # smaller decoders hold less
+    scoring_first = decoder_bytes_per_prompt(256, scores_first=True)
+    assert 70 * MB < scoring_first < 90 * MB  # measured 72-82 MB: two graphs' arenas and the features between them
+    assert points_per_batch_within(1536 * MB, 256, resident=512 * MB, scores_first=True) == 1024 * MB // scoring_first
+
+
+def test_engines_that_score_first_get_smaller_batches_in_the_same_budget(tiny_backend, scene, monkeypatch):
+    from tinysam_annotate.amg import memory
+
+    from ..conftest import CountingBackend
+
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 0)
+    budget = 20 * decoder_bytes_per_prompt(tiny_backend.low_res_size, scores_first=True)
+    scoring = SamHierarchicalMaskGenerator(tiny_backend, points_per_side=8, memory_budget=budget)
+    scoring.generate(scene)
+    every_mask = SamHierarchicalMaskGenerator(CountingBackend(tiny_backend), points_per_side=8, memory_budget=budget)
+    every_mask.generate(scene)  # one decoder graph making every prompt's masks at once holds less per prompt
+    assert (scoring.last_batch_size, every_mask.last_batch_size) == (20, 20 * 20 // 14)
 
 
 def test_generators_size_their_batch_from_the_budget_unless_told(tiny_backend, scene):

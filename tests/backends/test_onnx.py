@@ -345,6 +345,7 @@ def test_folders_with_one_decoder_graph_still_decode(tiny_onnx, scene, tmp_path)
     (old / "manifest.json").write_text(json.dumps(manifest))
     new_b, old_b = OnnxBackend(folder, providers=["cpu"]), OnnxBackend(old, providers=["cpu"])
     assert old_b.masks is None and new_b.masks is not None
+    assert not old_b.scores_first and new_b.scores_first  # what everything mode sizes its batches by
     emb = new_b.encode(np.ascontiguousarray(scene))
     coords = np.array([[[30.0, 40.0]], [[100.0, 120.0]], [[200.0, 10.0]]], np.float32)
     labels = np.ones((3, 1))

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..backends.base import score_prompts
+from ..backends.base import ScoresFirst, score_prompts
 from ..cleanup import remove_small_regions
 from ..errors import TinySamAnnotateError
 from ..io.coco import decode_rle
@@ -224,7 +224,10 @@ class SamAutomaticMaskGenerator:
         if self.points_per_batch is not None:
             self.last_batch_size = self.points_per_batch
         elif not self._sized_for_image:
-            self.last_batch_size = points_per_batch_within(self.memory_budget, self.predictor.backend.low_res_size)
+            backend = self.predictor.backend
+            scores_first = isinstance(backend, ScoresFirst) and backend.scores_first
+            self.last_batch_size = points_per_batch_within(self.memory_budget, backend.low_res_size,
+                                                           scores_first=scores_first)
             self._sized_for_image = True
         return self.last_batch_size
 

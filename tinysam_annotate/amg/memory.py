@@ -2,9 +2,15 @@
 
 The decoder's peak memory grows with the batch: every prompt carries its own copy of the image tokens through
 the two-way transformer and the upscaling. Measured with ONNX Runtime on the shipped TinySAM (CPU arena on,
-``recipes/results/everything_memory.md``): ~54 MB per prompt, i.e. about 13 float32 copies of one prompt's
-256 x 64 x 64 image-token tensor; the estimate below uses 14. A fixed batch of 128 took a 512 x 512 image to
-7 GB resident; batches of 16 decode as fast per prompt as batches of 64.
+``recipes/results/everything_memory.md``): ~54 MB per prompt for one decoder graph that upscales every prompt,
+i.e. about 13 float32 copies of one prompt's 256 x 64 x 64 image-token tensor; the estimate below uses 14.
+Engines that score first (ONNX folders of export version 5 on, the torch engine) hold more, measured the same way
+with the scoring graph and the upscaling graph each keeping its arena and a batch's mask features held between
+the two calls (coins at 512 x 512, where about half the prompts keep a mask; ~285 MB resident before the first
+batch): 72-82 MB per prompt (batch 16: 1.44 GB, 22: 2.10 GB, 64: 5.34 GB; the arenas grow in steps); the
+estimate uses 20 copies. Without the upscaling's arena the peak is lower but the upscaling runs at half speed.
+End to end a batch of 64 is only a few percent faster than one of 16, so a conservative estimate costs little.
+A fixed batch of 128 took a 512 x 512 image to 7 GB resident.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import os
 
 DEFAULT_MEMORY_BUDGET = int(1.5 * 2**30)  # bytes, for the whole process
 MAX_POINTS_PER_BATCH = 64
-TOKEN_COPIES_PER_PROMPT = 14
+TOKEN_COPIES_PER_PROMPT = 14  # one decoder graph: every prompt's masks made in the same call
+SCORES_FIRST_COPIES_PER_PROMPT = 20  # a scoring graph and an upscaling graph, the batch's features held between
 EMBEDDING_CHANNELS = 256  # every SAM-family mask decoder
 
 
-def decoder_bytes_per_prompt(low_res_size: int) -> int:
-    """Peak decoder bytes one prompt adds to a batch, for low-res logits of ``low_res_size`` (256: 64 x 64 tokens)."""
+def decoder_bytes_per_prompt(low_res_size: int, scores_first: bool = False) -> int:
+    """Peak decoder bytes one prompt adds to a batch, for low-res logits of ``low_res_size`` (256: 64 x 64 tokens),
+    for an engine that scores before it upscales (``scores_first``) or one that makes every mask at once."""
     tokens = (low_res_size // 4) ** 2
-    return TOKEN_COPIES_PER_PROMPT * EMBEDDING_CHANNELS * tokens * 4
+    copies = SCORES_FIRST_COPIES_PER_PROMPT if scores_first else TOKEN_COPIES_PER_PROMPT
+    return copies * EMBEDDING_CHANNELS * tokens * 4
 
 
 def resident_bytes() -> int:
@@ -36,8 +45,9 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
-def points_per_batch_within(budget: int, low_res_size: int, resident: int | None = None) -> int:
+def points_per_batch_within(budget: int, low_res_size: int, resident: int | None = None,
+                            scores_first: bool = False) -> int:
     """The largest batch (1..MAX_POINTS_PER_BATCH) whose decoder peak fits in ``budget`` minus what the process
     already holds (``resident``, measured when not given)."""
     free = budget - (resident_bytes() if resident is None else resident)
-    return max(1, min(MAX_POINTS_PER_BATCH, free // decoder_bytes_per_prompt(low_res_size)))
+    return max(1, min(MAX_POINTS_PER_BATCH, free // decoder_bytes_per_prompt(low_res_size, scores_first)))

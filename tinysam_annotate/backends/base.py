@@ -80,7 +80,13 @@ class ScoredPrompts:
 @runtime_checkable
 class ScoresFirst(Protocol):
     """An engine that predicts the IoUs of a batch before computing any mask, so a caller upscales only the
-    prompts it keeps (everything mode keeps those with a mask past its IoU threshold)."""
+    prompts it keeps (everything mode keeps those with a mask past its IoU threshold).
+
+    ``scores_first`` is False when the engine offers the call but its model makes every mask anyway (ONNX folders
+    of export version 4 and older): the masks then cost time and memory for every prompt.
+    """
+
+    scores_first: bool
 
     def score_prompts(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool

@@ -63,6 +63,7 @@ class OnnxBackend:
             ort.InferenceSession(str(self.folder / files["masks"]), options, providers=self.plan.providers)
             if "masks" in files else None
         )
+        self.scores_first = self.masks is not None
         # The encoder runs once per image: its CPU arena would keep its peak (~400 MB more resident for TinySAM
         # INT8) for nothing; without it encoding is as fast. The decoder, called per click and per everything-
         # mode batch, keeps its arena (~30% faster batches).

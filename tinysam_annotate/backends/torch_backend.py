@@ -49,6 +49,7 @@ class TorchBackend:
         self.image_size = sam.img_size
         self.low_res_size = 4 * sam.prompt_encoder.image_embedding_size[0]
         self.always_multimask = sam.mask_decoder.always_multimask
+        self.scores_first = True  # score_prompts upscales only the rows asked for
         self._dense_pe: torch.Tensor | None = None
 
     @property
