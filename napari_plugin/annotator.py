@@ -303,7 +303,7 @@ class StackAnnotator:
         with self._labels_edit() as (rec, new):
             rec.before(current.key, current.tile)
             window[free] = object_id
-            new.append(ObjectInfo(object_id, score=current.preview.score, prompts=_prompt_record(current.prompts)))
+            new.append(_committed(object_id, current))
         self.clear_prompts()
         return object_id
 
@@ -340,7 +340,7 @@ class StackAnnotator:
             for key, mask in masks.items():
                 rec.before(key, None)
                 self._plane(key)[mask] = object_id
-            new.append(ObjectInfo(object_id, score=current.preview.score, prompts=_prompt_record(current.prompts)))
+            new.append(_committed(object_id, current))
         self.clear_prompts()
         return object_id, sorted(masks)
 
@@ -435,6 +435,11 @@ class StackAnnotator:
 
     def all_planes(self) -> list[PlaneKey]:
         return self.source.plane_keys()
+
+
+def _committed(object_id: int, preview: PlanePreview) -> ObjectInfo:
+    """The record of an object committed from ``preview``: its predicted IoU and its prompts."""
+    return ObjectInfo(object_id, score=preview.preview.score, prompts=_prompt_record(preview.prompts))
 
 
 def _prompt_record(prompts: PlanePrompts) -> PromptRecord:

@@ -37,7 +37,7 @@ def test_changes_undo_and_redo_with_their_pixels_and_call_the_hook_each_time():
     store.undo()  # object 2 and its pixel
     assert [o.object_id for o in store.objects] == [1] and pixels.tolist() == [1, 0, 0, 0] and store.next_id == 2
     store.redo()
-    assert store.get(2) == ObjectInfo(2, "debris") and pixels.tolist() == [1, 2, 0, 0]
+    assert store.objects[-1] == ObjectInfo(2, "debris") and pixels.tolist() == [1, 2, 0, 0]
     assert len(changes) == 6 and changes[-1] == (1, 2, 0, 0)  # the hook sees the pixels already changed
 
 

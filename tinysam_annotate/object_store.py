@@ -75,10 +75,6 @@ class ObjectStore(Generic[Obj]):
     # ------------------------------------------------------------------ reading
 
     @property
-    def state(self) -> StoreState[Obj]:
-        return self._state
-
-    @property
     def objects(self) -> tuple[Obj, ...]:
         return self._state.objects
 
@@ -97,14 +93,11 @@ class ObjectStore(Generic[Obj]):
                 return index
         raise SessionError(f"no object with id {object_id}")
 
-    def get(self, object_id: int) -> Obj | None:
-        return next((obj for obj in self.objects if obj.object_id == object_id), None)
-
     def category(self, name: str | None) -> str:
         """``name`` when it is a known category (None: the first); SessionError naming the known ones otherwise."""
         name = name or self.categories[0]
         if name not in self.categories:
-            raise SessionError(f"unknown category {name!r}; add it first (known: {', '.join(self.categories)})")
+            raise _unknown_category(name, self.categories)
         return name
 
     # ------------------------------------------------------------------ changing
@@ -122,7 +115,7 @@ class ObjectStore(Generic[Obj]):
         known = self.categories + tuple(c for c in dict.fromkeys(categories) if c not in self.categories)
         for obj in new:
             if obj.category not in known:
-                raise SessionError(f"unknown category {obj.category!r}; add it first (known: {', '.join(known)})")
+                raise _unknown_category(obj.category, known)
         if not new and pixels is None and known == self.categories:
             return
         next_id = max([self.next_id] + [obj.object_id + 1 for obj in new])
@@ -179,3 +172,7 @@ class ObjectStore(Generic[Obj]):
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
+
+
+def _unknown_category(name: str, known: tuple[str, ...]) -> SessionError:
+    return SessionError(f"unknown category {name!r}; add it first (known: {', '.join(known)})")

@@ -96,20 +96,26 @@ class TorchBackend:
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Torch version of :meth:`decode` (same shapes), staying on the model's device."""
-        pe = self.sam.prompt_encoder
-        device = self.sam.device
-        sparse = pe.embed_labeled_points(coords.to(device, torch.float32), labels.to(device))
-        if mask_input is not None:
-            dense = pe.embed_masks(mask_input.to(device, torch.float32))
-        else:
-            dense = pe.no_mask_dense(1)  # broadcast: the decoder then does the image-side work once
+        sparse, dense = self._prompt_embeddings(coords, labels, mask_input)
         return self.sam.mask_decoder(
-            image_embeddings=embedding.to(device),
+            image_embeddings=embedding.to(self.sam.device),
             image_pe=self.dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
         )
+
+    def _prompt_embeddings(
+        self, coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse B x N x C and dense embeddings of the prompts, on the model's device; without a mask input the
+        dense embedding has batch 1 (broadcast: the decoder then does the image-side work once)."""
+        pe = self.sam.prompt_encoder
+        device = self.sam.device
+        sparse = pe.embed_labeled_points(coords.to(device, torch.float32), labels.to(device))
+        if mask_input is not None:
+            return sparse, pe.embed_masks(mask_input.to(device, torch.float32))
+        return sparse, pe.no_mask_dense(1)
 
     def decode(
         self,
@@ -134,11 +140,9 @@ class TorchBackend:
     ) -> ScoredPrompts:
         device = self.sam.device
         decoder = self.sam.mask_decoder
-        sparse = self.sam.prompt_encoder.embed_labeled_points(
-            _as_tensor(coords, np.float32).to(device), _as_tensor(labels, np.int64).to(device)
-        )
+        sparse, dense = self._prompt_embeddings(_as_tensor(coords, np.float32), _as_tensor(labels, np.int64), None)
         iou, features, weights, _ = decoder.score_prompts(
-            _as_tensor(embedding, np.float32).to(device), self.dense_pe(), sparse, self.sam.prompt_encoder.no_mask_dense(1)
+            _as_tensor(embedding, np.float32).to(device), self.dense_pe(), sparse, dense
         )
         keep = decoder.output_slice(multimask_output)
         weights = weights[:, keep]
