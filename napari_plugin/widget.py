@@ -706,9 +706,7 @@ class TinySamWidget(Container):
 
     def export(self, path: Path, kind: str) -> Path:
         annotator = self._require()
-        if not str(path).strip() or Path(path).is_dir():
-            raise SessionError(f"choose a file to export to first (the file box: a .json for COCO, a .tif for labels; "
-                               f"{str(path) or 'nothing'} is not a file)")
+        _require_file_choice(path, "export to", "a .json for COCO, a .tif for labels")
         if kind == "coco":
             out = export_coco(path, annotator.labels, self.source_file_name(), annotator.object_prompts,
                               scores=annotator.object_scores)
@@ -733,6 +731,7 @@ class TinySamWidget(Container):
     def import_file(self, path: Path) -> None:
         """Add the objects of a COCO file or a label TIFF as one undo step (ids shifted past the current ones)."""
         annotator = self._require()
+        _require_file_choice(path, "import", "a COCO .json or a label .tif")
         prompts = None
         if path.suffix.lower() == ".json":
             labels, prompts = import_coco(path)
@@ -743,6 +742,12 @@ class TinySamWidget(Container):
         count = annotator.add_labels(labels, prompts)
         self._started()[1].labels.refresh()
         self._say(f"Imported {count} objects from {path.name}.")
+
+
+def _require_file_choice(path: Path, action: str, kinds: str) -> None:
+    """The file box's path names a file, not nothing (the empty box reads as ".") or a folder."""
+    if not str(path).strip() or str(path) == "." or Path(path).is_dir():
+        raise SessionError(f"choose a file to {action} first (the file box: {kinds}; {str(path) or 'nothing'} is not a file)")
 
 
 @contextmanager

@@ -356,6 +356,8 @@ def test_export_asks_for_a_file_writes_readable_files_and_names_the_source(widge
     widget.path.value = ""
     widget.export_coco_button.changed.emit(True)
     assert shown and "choose a file to export to" in shown[-1]
+    widget.import_button.changed.emit(True)
+    assert "choose a file to import" in shown[-1]
     out = widget.export(tmp_path / "out.json", "coco")
     labels = widget.export(tmp_path / "out.tif", "tiff")
     for path in (out, labels):
