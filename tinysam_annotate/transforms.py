@@ -135,6 +135,12 @@ class UpsampleFrame:
     def shape(self) -> tuple[int, int]:
         return self.rows.shape[0], self.cols.shape[0]
 
+    @property
+    def low_res_extent(self) -> tuple[int, int]:
+        """(rows, columns) of the top-left low-res block that any output pixel reads: the rest is the frame's
+        padding (a 384 x 303 image fills 1024 x 808 of the 1024 frame: rows 203 and on are never read)."""
+        return int(self.row_hi[-1]) + 1, int(self.col_hi[-1]) + 1
+
     def block(self, logits: np.ndarray, threshold: float) -> tuple[slice, slice, np.ndarray] | None:
         """Full-resolution logits of the smallest block outside which every pixel is <= threshold.
 

@@ -257,14 +257,16 @@ class _UpscaleRecorder(CountingBackend):
         super().__init__(inner)
         self.best_ious: list[float] = []
         self.upscaled = 0
+        self.extents: list = []
 
     def score_prompts(self, *args):
         scored = self.inner.score_prompts(*args)
         self.best_ious += scored.iou.max(axis=1).tolist()
 
-        def masks_of(rows):
+        def masks_of(rows, extent=None):
             self.upscaled += len(rows)
-            return scored.masks_of(rows)
+            self.extents.append(extent)
+            return scored.masks_of(rows, extent)
 
         return ScoredPrompts(scored.iou, masks_of)
 
@@ -279,6 +281,9 @@ def test_only_prompts_past_the_iou_threshold_are_upscaled(tiny_backend_amg, scen
     upscaled_only_kept = SamAutomaticMaskGenerator(recorder, pred_iou_thresh=threshold, **common).generate(scene)
     assert len(recorder.best_ious) == 64
     assert recorder.upscaled == sum(iou > threshold for iou in recorder.best_ious) < 64
+    # Only the block of low-res logits the 120 x 160 image covers in the square frame is asked for.
+    (rows, columns), = set(recorder.extents)
+    assert rows < columns == torch_backend.low_res_size
     # An engine without scores-first decoding computes every mask; the masks kept are the same.
     every_mask = SamAutomaticMaskGenerator(CountingBackend(torch_backend), pred_iou_thresh=threshold, **common)
     expected = every_mask.generate(scene)

@@ -311,6 +311,10 @@ def test_scores_first_equals_the_full_decode(tiny_onnx, scene):
             assert np.abs(scored.masks_of(rows) - logits[rows]).max() < 1e-4
             assert np.abs(scored.masks_of(np.arange(6)) - logits).max() < 1e-4
             assert np.abs(scored.masks_of(np.arange(6)[::-1]) - logits[::-1]).max() < 1e-4  # every row, reordered
+            # A top-left block (everything mode's part of the frame the image covers), not on feature pixel bounds.
+            block = scored.masks_of(rows, (37, 50))
+            assert block.shape == (3, logits.shape[1], 37, 50)
+            assert np.abs(block - logits[rows][..., :37, :50]).max() < 1e-4
 
 
 class _OneGraphDecoder(torch.nn.Module):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..backends.base import ScoresFirst, score_prompts
+from ..backends.base import LowResExtent, ScoresFirst, score_prompts
 from ..cleanup import remove_small_regions
 from ..errors import TinySamAnnotateError
 from ..io.coco import decode_rle
@@ -183,7 +183,7 @@ class SamAutomaticMaskGenerator:
             batch = points[start : start + step]
             coords = p.transform.apply_coords(batch, embedded.original_size)[:, None, :]
             coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
-            for logits, iou, point in self._passing_masks(embedded.features, coords, labels, batch):
+            for logits, iou, point in self._passing_masks(embedded.features, coords, labels, batch, frame.low_res_extent):
                 cand = self._candidate(frame, logits, iou, point, crop_box, orig_size, union, high_score_thresh)
                 if cand is not None:
                     cand.point = cand.point + np.array([x0, y0])
@@ -193,20 +193,21 @@ class SamAutomaticMaskGenerator:
         return out, union
 
     def _passing_masks(
-        self, features: np.ndarray, coords: np.ndarray, labels: np.ndarray, points: np.ndarray
+        self, features: np.ndarray, coords: np.ndarray, labels: np.ndarray, points: np.ndarray, extent: LowResExtent
     ) -> Iterator[tuple[np.ndarray, float, np.ndarray]]:
         """The masks of one batch of single-point prompts that pass the IoU threshold and the low-res stability
-        estimate: (low-res logits L x L, predicted IoU, the prompt's (x, y) in ``points``) each.
+        estimate: (low-res logits of the top-left ``extent`` of the L x L frame, which the image covers, predicted
+        IoU, the prompt's (x, y) in ``points``) each.
 
         Only prompts with a mask past the IoU threshold are upscaled (with the shipped model 46% of them on coins, none
-        on a photo it finds nothing in).
+        on a photo it finds nothing in), and only where the image is (coins: 808 of the frame's 1024 rows).
         """
         scored = score_prompts(self.predictor.backend, features, coords, labels, True)
         passing = scored.iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else np.ones(scored.iou.shape, bool)
         rows = np.flatnonzero(passing.any(axis=1))
         if not len(rows):
             return
-        low = scored.masks_of(rows)  # rows x M x L x L
+        low = scored.masks_of(rows, extent)  # rows x M x h x w
         n_masks = low.shape[1]
         low = low.reshape(-1, *low.shape[2:])
         iou = scored.iou[rows].reshape(-1)

@@ -8,7 +8,7 @@ Coordinates are (x, y) pixels of the model's input frame (the resized image, lon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -68,13 +68,22 @@ class Backend(Protocol):
         ...
 
 
+LowResExtent = tuple[int, int]  # (rows, columns) of low-res logits from the top left
+
+
+class MasksOf(Protocol):
+    def __call__(self, rows: np.ndarray, extent: LowResExtent | None = None) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class ScoredPrompts:
-    """A decoded batch of B prompts before its masks: ``iou`` B x M predictions, and ``masks_of(rows)`` giving the
-    low-res logits len(rows) x M x L x L of the prompts at ``rows`` (an int array into the batch)."""
+    """A decoded batch of B prompts before its masks: ``iou`` B x M predictions, and ``masks_of(rows, extent)``
+    giving the low-res logits of the prompts at ``rows`` (an int array into the batch): len(rows) x M x L x L, or
+    with ``extent`` (h, w) only their top-left h x w block (what a caller reads when the image does not fill the
+    square frame; engines that can, compute no more than that)."""
 
     iou: np.ndarray
-    masks_of: Callable[[np.ndarray], np.ndarray]
+    masks_of: MasksOf
 
 
 @runtime_checkable
@@ -101,4 +110,17 @@ def score_prompts(backend: Backend, embedding: np.ndarray, coords: np.ndarray, l
     if isinstance(backend, ScoresFirst):
         return backend.score_prompts(embedding, coords, labels, multimask_output)
     logits, iou = backend.decode(embedding, coords, labels, None, multimask_output)
-    return ScoredPrompts(iou, lambda rows: logits[rows])
+    return ScoredPrompts(iou, lambda rows, extent=None: top_left(logits[rows], extent))
+
+
+def top_left(logits: np.ndarray, extent: LowResExtent | None) -> np.ndarray:
+    """... x L x L logits -> their top-left ``extent`` block (all of them for None)."""
+    return logits if extent is None else logits[..., : extent[0], : extent[1]]
+
+
+def feature_extent(extent: LowResExtent | None, grid: int) -> tuple[int, int]:
+    """The feature rows and columns (of ``grid``) whose upscaling covers a low-res ``extent``: each feature pixel
+    makes 4 x 4 low-res logits."""
+    if extent is None:
+        return grid, grid
+    return min(grid, -(-extent[0] // 4)), min(grid, -(-extent[1] // 4))

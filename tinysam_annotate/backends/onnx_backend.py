@@ -16,7 +16,7 @@ import onnxruntime as ort
 from ..errors import ModelNotFoundError, ProviderError
 from ..export.manifest import OnnxManifest
 from ..transforms import normalize_and_pad
-from .base import ModelIdentity, ScoredPrompts
+from .base import LowResExtent, ModelIdentity, ScoredPrompts, feature_extent, top_left
 from .providers import ProviderPlan, physical_cores, plan_providers
 
 
@@ -79,6 +79,7 @@ class OnnxBackend:
             raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
         self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
         self._mask_broadcasts = self.manifest.broadcasts_mask_input
+        self._upscales_blocks = self.manifest.upscales_blocks
 
     @property
     def device(self) -> str:
@@ -118,20 +119,24 @@ class OnnxBackend:
         outputs = self.decoder.run(None, feeds)
         if self.masks is None:  # export version 4 and older: the masks came with the scores
             masks, iou = outputs
-            return ScoredPrompts(iou[:, keep], lambda rows: _rows(masks, rows)[:, keep])
+            return ScoredPrompts(iou[:, keep], lambda rows, extent=None: top_left(_rows(masks, rows)[:, keep], extent))
         iou, features, weights = outputs
         weights = weights[:, keep]
-        return ScoredPrompts(iou[:, keep], lambda rows: self._masks(_rows(features, rows), _rows(weights, rows)))
+        return ScoredPrompts(iou[:, keep], lambda rows, extent=None: self._masks(features, weights, rows, extent))
 
     def _token_slice(self, multimask_output: bool) -> slice:
         """The graphs give all four mask tokens: 1..3 for multimask output (always, for TinySAM), else 0."""
         return slice(1, None) if (multimask_output or self.always_multimask) else slice(0, 1)
 
-    def _masks(self, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Mask features K x e x e x C and weights K x M x C/8 -> low-res logits K x M x L x L."""
+    def _masks(self, features: np.ndarray, weights: np.ndarray, rows: np.ndarray, extent: LowResExtent | None) -> np.ndarray:
+        """Low-res logits len(rows) x M x L x L (or their top-left ``extent``) of the batch's mask features
+        B x e x e x C and weights B x M x C/8 at ``rows``."""
         assert self.masks is not None
-        feeds = {"mask_features": np.ascontiguousarray(features), "mask_weights": np.ascontiguousarray(weights)}
-        return self.masks.run(None, feeds)[0]
+        if self._upscales_blocks:  # only the feature pixels under the extent are copied and upscaled
+            feature_rows, feature_columns = feature_extent(extent, features.shape[1])
+            features = features[:, :feature_rows, :feature_columns]
+        feeds = {"mask_features": np.ascontiguousarray(_rows(features, rows)), "mask_weights": np.ascontiguousarray(_rows(weights, rows))}
+        return top_left(self.masks.run(None, feeds)[0], extent)
 
     def _feeds(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .base import ModelIdentity, ScoredPrompts
+from .base import LowResExtent, ModelIdentity, ScoredPrompts, feature_extent, top_left
 
 if TYPE_CHECKING:  # Sam.as_backend() imports this module
     from ..modeling import Sam
@@ -147,9 +147,11 @@ class TorchBackend:
         keep = decoder.output_slice(multimask_output)
         weights = weights[:, keep]
 
-        def masks_of(rows: np.ndarray) -> np.ndarray:
+        def masks_of(rows: np.ndarray, extent: LowResExtent | None = None) -> np.ndarray:
             index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
+            feature_rows, feature_columns = feature_extent(extent, features.shape[1])
             with torch.inference_mode():
-                return decoder.masks_from_features(features[index], weights[index]).float().cpu().numpy()
+                logits = decoder.masks_from_features(features[index, :feature_rows, :feature_columns], weights[index])
+            return top_left(logits.float().cpu().numpy(), extent)
 
         return ScoredPrompts(iou[:, keep].float().cpu().numpy(), masks_of)

@@ -105,6 +105,12 @@ class OnnxManifest:
         return int(self.export_version) >= 5
 
     @property
+    def upscales_blocks(self) -> bool:
+        """Export version 7 and later upscale any top-left block of the mask features (masks.onnx's rows and
+        columns are dynamic); version 5-6 upscale the whole e x e frame."""
+        return int(self.export_version) >= 7
+
+    @property
     def broadcasts_mask_input(self) -> bool:
         """Export version 3 and later take one zero mask for all prompts; older graphs need one per prompt."""
         return int(self.export_version) >= 3

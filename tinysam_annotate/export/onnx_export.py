@@ -9,8 +9,9 @@ decoder.onnx: ``image_embeddings`` 1 x 256 x e x e, ``point_coords`` B x N x 2 f
   1 float32 -> ``iou_predictions`` B x 4, ``mask_features`` B x e x e x 256 and ``mask_weights`` B x 4 x 32
   (all four mask tokens; the backend picks tokens 1..3 or 0, so one file serves TinySAM's always-multimask
   and SAM's single-mask behaviour).
-masks.onnx: ``mask_features`` K x e x e x 256, ``mask_weights`` K x M x 32 -> ``low_res_masks`` K x M x 4e x 4e.
-  A separate graph so that everything mode upscales only the prompts whose predicted IoU passes its threshold.
+masks.onnx: ``mask_features`` K x r x c x 256, ``mask_weights`` K x M x 32 -> ``low_res_masks`` K x M x 4r x 4c
+  (r, c <= e: the top-left feature rows and columns, export version 7 on; e x e before). A separate graph so that
+  everything mode upscales only the prompts whose predicted IoU passes its threshold, and only where the image is.
 Folders of export version 4 and older have one decoder.onnx giving ``low_res_masks`` and ``iou_predictions``.
 """
 
@@ -146,10 +147,12 @@ def export_onnx(
             str(out / MASKS_FILE),
             input_names=["mask_features", "mask_weights"],
             output_names=["low_res_masks"],
+            # Any block of feature rows x columns from the top left: everything mode upscales only the part of the
+            # frame that the image covers (the rest is padding no output pixel reads).
             dynamic_axes={
-                "mask_features": {0: "num_prompts"},
+                "mask_features": {0: "num_prompts", 1: "feature_rows", 2: "feature_columns"},
                 "mask_weights": {0: "num_prompts", 1: "num_masks"},
-                "low_res_masks": {0: "num_prompts", 1: "num_masks"},
+                "low_res_masks": {0: "num_prompts", 1: "num_masks", 2: "rows", 3: "columns"},
             },
             opset_version=opset,
             dynamo=False,

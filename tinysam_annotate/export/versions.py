@@ -6,7 +6,8 @@
 #    upscales only those whose predicted IoU passes its threshold).
 # 6: the first decoder layer projects the image shared by all prompts once instead of folding it into each prompt
 #    (everything mode's 64-prompt batches), and the image->token output projection folds into the token values.
-EXPORT_VERSION = "6"
+# 7: masks.onnx upscales any top-left block of feature rows x columns (everything mode skips the frame's padding).
+EXPORT_VERSION = "7"
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
