@@ -163,9 +163,9 @@ def export_model(name_or_path: str | os.PathLike, out: str | os.PathLike, precis
 def _add_precision(folder: Path, precision: str, calibration_images: list[np.ndarray] | None = None) -> None:
     """Add the INT8 encoder or the FP16 files to an exported FP32 folder (FP32 itself: nothing to do)."""
     if precision == "int8":
-        from .export.quantize import quantize_encoder_int8
+        from .export.quantize import quantize_int8
 
-        quantize_encoder_int8(folder, calibration_images=calibration_images)
+        quantize_int8(folder, calibration_images=calibration_images)
     elif precision == "fp16":
         from .export.quantize import convert_fp16
 

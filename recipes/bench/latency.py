@@ -25,7 +25,7 @@ from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.backends.torch_backend import TorchBackend
 from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.export.onnx_export import export_onnx
-from tinysam_annotate.export.quantize import quantize_encoder_int8
+from tinysam_annotate.export.quantize import quantize_int8
 from tinysam_annotate.transforms import ResizeLongestSide, UpsampleFrame, postprocess_masks, preprocess_shape
 
 ROOT = Path(__file__).resolve().parent
@@ -56,7 +56,7 @@ def main() -> None:
     folder = args.onnx_dir
     if folder is None:
         folder = export_onnx(sam, Path(tmp.name) / "onnx", weights_hash="bench", model_id="vit_t")
-        quantize_encoder_int8(folder)
+        quantize_int8(folder)
 
     from skimage import data
 

@@ -18,7 +18,7 @@ import torch
 
 from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.export.onnx_export import export_onnx
-from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, default_calibration_images, quantize_encoder_int8
+from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, default_calibration_images, quantize_int8
 from tinysam_annotate.export.versions import ENCODER_FILE, MANIFEST_FILE
 from tinysam_annotate.hashing import file_sha256
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(("W8A8 QDQ ONNX from the search (ONNX Runtime)", 8, *compare(sam, reference, out), ms))
         ort_folder = Path(tmp) / "ort"
         shutil.copytree(folder, ort_folder)
-        quantize_encoder_int8(ort_folder, calibration)
+        quantize_int8(ort_folder, calibration)
         out, ms = encoders.onnx(ort_folder / INT8_ENCODER_FILE)
         rows.append(("onnxruntime quantize_static (MinMax, QDQ, same images)", 8, *compare(sam, reference, out), ms))
         if args.install and searched_8bit is not None:

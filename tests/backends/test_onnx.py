@@ -21,7 +21,7 @@ from tinysam_annotate.build import sam_from_checkpoint
 from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.errors import ModelNotFoundError, ProviderError
 from tinysam_annotate.export.onnx_export import DecoderGraph, MasksGraph, export_onnx
-from tinysam_annotate.export.quantize import convert_fp16, quantize_encoder_int8
+from tinysam_annotate.export.quantize import convert_fp16, quantize_int8
 
 from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
 
@@ -155,14 +155,20 @@ def test_sam_style_decoder_honours_single_mask(tmp_path):
 def test_int8_and_fp16_files(tiny_onnx, scene, tmp_path):
     import shutil
 
+    import onnx
+
     _, src = tiny_onnx
     folder = tmp_path / "q"
     shutil.copytree(src, folder)
-    quantize_encoder_int8(folder, calibration_images=[scene, scene[::-1].copy()])
+    quantize_int8(folder, calibration_images=[scene, scene[::-1].copy()])
     convert_fp16(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"fp32", "int8", "fp16"}
     assert manifest["quantization"]["int8"]["float_outputs"] == ["MatMul", "Gemm"]
+    # INT8: the encoder and the mask upscaler (int8 Gemms), the decoder float
+    assert manifest["files"]["int8"]["masks"] == "masks.int8.onnx"
+    assert manifest["files"]["int8"]["decoder"] == manifest["files"]["fp32"]["decoder"]
+    assert "MatMulInteger" in {node.op_type for node in onnx.load(str(folder / "masks.int8.onnx")).graph.node}
     outputs = {}
     for precision in ("fp32", "int8", "fp16"):
         backend = OnnxBackend(folder, precision=precision, providers=["cpu"])

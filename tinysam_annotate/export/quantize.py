@@ -1,4 +1,5 @@
-"""INT8 (static QDQ, onnxruntime.quantization) and FP16 versions of an exported encoder.
+"""INT8 (static QDQ encoder, dynamically quantized mask upscaler; onnxruntime.quantization) and FP16 versions of an
+exported folder.
 
 INT8: per-channel symmetric int8 weights, uint8 activations calibrated on real images. Measured on
 TinySAM here (recipes/results/latency.md has the numbers): quantizing Conv, MatMul and Gemm with their
@@ -6,7 +7,10 @@ outputs kept float (int8 GEMMs that dequantize in the kernel) and leaving the co
 first stage float is fastest; quantizing the outputs too, or the stage-0 convolutions, adds
 Quantize/Dequantize pairs around every GELU on 256x256x256 activations and is slower than FP32.
 LayerNorm, Softmax, GELU and residual Adds stay float. The QDQ file serves ORT CPU (VNNI/AMX
-kernels) and TensorRT (explicit quantization) alike.
+kernels) and TensorRT (explicit quantization) alike. The mask upscaler (masks.onnx, export version 5 on) gets int8
+weights and per-call uint8 activations (dynamic quantization): its per-pixel Gemms are most of an everything-mode
+mask's cost. The decoder stays FP32: its large products multiply two activations (image side by prompt tokens),
+which dynamic quantization leaves float (it measured 1.09x per prompt).
 FP16: the float graph converted for GPUs (inputs and outputs stay float32).
 Both update the folder's manifest. Imports no torch.
 """
@@ -25,6 +29,7 @@ from .manifest import OnnxManifest
 from .versions import ENCODER_FILE
 
 INT8_ENCODER_FILE = "encoder.int8.onnx"
+INT8_MASKS_FILE = "masks.int8.onnx"
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 FLOAT_OUTPUT_OPS = ["MatMul", "Gemm"]
 # Node-name fragments of layers kept float: TinyViT's stem and its MBConv stage (huge activations
@@ -62,21 +67,40 @@ class ImageCalibrationReader:
 
 
 def int8_files(manifest: OnnxManifest) -> dict[str, str]:
-    """The INT8 precision's files: the FP32 ones with the INT8 encoder (decoder and masks stay FP32)."""
-    return {**manifest.files["fp32"], "encoder": INT8_ENCODER_FILE}
+    """The INT8 precision's files: the INT8 encoder, the FP32 decoder and, where the folder has one, the INT8 mask
+    upscaler."""
+    files = {**manifest.files["fp32"], "encoder": INT8_ENCODER_FILE}
+    if "masks" in files:
+        files["masks"] = INT8_MASKS_FILE
+    return files
+
+
+def quantize_masks_int8(folder: str | os.PathLike) -> Path | None:
+    """Write masks.int8.onnx (MatMul/Gemm with int8 weights, activations quantized per call) next to the FP32
+    masks file; None for folders without one (export version 4 and older)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = Path(folder)
+    source = OnnxManifest.read(folder).files["fp32"].get("masks")
+    if source is None:
+        return None
+    out = folder / INT8_MASKS_FILE
+    quantize_dynamic(str(folder / source), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    return out
 
 
 def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra: dict | None = None) -> None:
     OnnxManifest.read(folder).with_files(precision, files, extra).write(folder)
 
 
-def quantize_encoder_int8(
+def quantize_int8(
     folder: str | os.PathLike,
     calibration_images: list[np.ndarray] | None = None,
     per_channel: bool = True,
     op_types: list[str] | None = None,
 ) -> Path:
-    """Write encoder.int8.onnx (QDQ) next to encoder.onnx; the decoder stays FP32. Returns its path."""
+    """Write encoder.int8.onnx (QDQ) next to encoder.onnx and masks.int8.onnx next to masks.onnx; the decoder stays
+    FP32. Returns the encoder's path."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -106,6 +130,7 @@ def quantize_encoder_int8(
                 "OpTypesToExcludeOutputQuantization": FLOAT_OUTPUT_OPS,
             },
         )
+    quantize_masks_int8(folder)
     _update_manifest(
         folder,
         "int8",
@@ -117,6 +142,7 @@ def quantize_encoder_int8(
             "float_node_patterns": list(FLOAT_NODE_PATTERNS),
             "per_channel": per_channel,
             "calibration_images": len(images),
+            "masks": "dynamic: int8 weights, uint8 activations quantized per call, MatMul and Gemm",
         },
     )
     return out
