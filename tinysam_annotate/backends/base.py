@@ -72,6 +72,8 @@ LowResExtent = tuple[int, int]  # (rows, columns) of low-res logits from the top
 
 
 class MasksOf(Protocol):
+    """:attr:`ScoredPrompts.masks_of`: the low-res logits of some prompts of a scored batch."""
+
     def __call__(self, rows: np.ndarray, extent: LowResExtent | None = None) -> np.ndarray: ...
 
 
