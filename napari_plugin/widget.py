@@ -745,9 +745,10 @@ class TinySamWidget(Container):
 
 
 def _require_file_choice(path: Path, action: str, kinds: str) -> None:
-    """The file box's path names a file, not nothing (the empty box reads as ".") or a folder."""
-    if not str(path).strip() or str(path) == "." or Path(path).is_dir():
-        raise SessionError(f"choose a file to {action} first (the file box: {kinds}; {str(path) or 'nothing'} is not a file)")
+    """The file box's path names a file, not nothing or a folder (the empty box reads as ".", a folder)."""
+    if not str(path).strip() or Path(path).is_dir():
+        chosen = "nothing is chosen" if str(path).strip() in ("", ".") else f"{path} is a folder"
+        raise SessionError(f"choose a file to {action} first (the file box: {kinds}; {chosen})")
 
 
 @contextmanager
