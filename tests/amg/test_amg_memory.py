@@ -40,6 +40,36 @@ def test_engines_that_score_first_get_smaller_batches_in_the_same_budget(tiny_ba
     assert (scoring.last_batch_size, every_mask.last_batch_size) == (20, 20 * 20 // 14)
 
 
+def test_later_images_run_in_the_memory_the_engine_kept(tiny_backend, scene, monkeypatch):
+    """ONNX Runtime's arenas keep a batch's peak: a second image (or a second generator on the same engine) must
+    not count that memory against itself and fall to tiny batches; another engine gets no such credit."""
+    from tinysam_annotate.amg import memory
+
+    from ..conftest import CountingBackend
+
+    per_prompt = decoder_bytes_per_prompt(tiny_backend.low_res_size)  # an engine making every mask in one graph
+    held = {"bytes": 0}  # the process's resident memory as the fake sees it
+
+    class Arena(CountingBackend):
+        def decode(self, *args):  # the arena grows to the batch's peak and keeps it
+            held["bytes"] = max(held["bytes"], 15 * per_prompt)
+            return super().decode(*args)
+
+    monkeypatch.setattr(memory, "resident_bytes", lambda: held["bytes"])
+    engine = Arena(tiny_backend)
+    first = SamHierarchicalMaskGenerator(engine, points_per_side=8, memory_budget=20 * per_prompt)
+    first.generate(scene)
+    assert first.last_batch_size == 20 and memory.kept_by(engine) == 15 * per_prompt
+    first.generate(scene)  # without the credit: (20 - 15) prompts
+    assert first.last_batch_size == 20 and memory.kept_by(engine) == 15 * per_prompt
+    second = SamHierarchicalMaskGenerator(engine, points_per_side=8, memory_budget=20 * per_prompt)
+    second.generate(scene)
+    assert second.last_batch_size == 20
+    other = SamHierarchicalMaskGenerator(Arena(tiny_backend), points_per_side=8, memory_budget=20 * per_prompt)
+    other.generate(scene)
+    assert other.last_batch_size == 5
+
+
 def test_generators_size_their_batch_from_the_budget_unless_told(tiny_backend, scene):
     tight = SamHierarchicalMaskGenerator(tiny_backend, points_per_side=8, memory_budget=1)
     tight.generate(scene)

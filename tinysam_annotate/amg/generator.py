@@ -8,6 +8,7 @@ see :mod:`.masks`) and kept as RLE; the embedding is computed once per image (an
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -33,7 +34,7 @@ from .masks import (
     nms,
     stability_from_block,
 )
-from .memory import DEFAULT_MEMORY_BUDGET, points_per_batch_within
+from .memory import DEFAULT_MEMORY_BUDGET, batch_for_engine, note_kept_memory
 from .postprocess import OUTPUT_MODES, encode_output
 
 # Low-res stability runs a little below the exact full-resolution score; candidates this far under
@@ -96,7 +97,7 @@ class SamAutomaticMaskGenerator:
         self.points_per_batch = points_per_batch
         self.memory_budget = memory_budget
         self.last_batch_size = points_per_batch or 0  # the batch the last image ran with
-        self._sized_for_image = False
+        self._resident_before_batches: int | None = None  # measured when the image's batch was sized
         if pred_iou_thresh is None or stability_score_thresh is None:  # the registry lookup may read a manifest
             identity = self.predictor.backend.identity
             tuned = tuned_everything_thresholds(identity.model_id, identity.weights_hash)
@@ -127,17 +128,17 @@ class SamAutomaticMaskGenerator:
         raises GenerationCancelled.
         """
         image = as_model_view(image)
-        self._sized_for_image = False
         orig_size = image.shape[:2]
         crop_boxes, layer_idxs = generate_crop_boxes(orig_size, self.crop_n_layers, self.crop_overlap_ratio)
         total = sum(len(self.point_grids[layer]) for layer in layer_idxs)
         tracker = _Progress(total, progress, should_stop)
         candidates: list[Candidate] = []
         crop_of: list[list[int]] = []
-        for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
-            found = self._process_crop(image, crop_box, layer, tracker)
-            candidates += found
-            crop_of += [crop_box] * len(found)
+        with self._batches_of_one_image():
+            for crop_box, layer in zip(crop_boxes, layer_idxs, strict=True):
+                found = self._process_crop(image, crop_box, layer, tracker)
+                candidates += found
+                crop_of += [crop_box] * len(found)
         if len(crop_boxes) > 1 and candidates:
             areas = np.array([(c[2] - c[0]) * (c[3] - c[1]) for c in crop_of], dtype=np.float64)
             keep = nms(np.stack([c.box for c in candidates]), 1.0 / areas, self.crop_nms_thresh)
@@ -218,18 +219,29 @@ class SamAutomaticMaskGenerator:
         for i in np.flatnonzero(keep):
             yield low[i], float(iou[i]), points[rows[i // n_masks]]
 
+    @contextlib.contextmanager
+    def _batches_of_one_image(self) -> Iterator[None]:
+        """Within the block the batch is sized once (at the first batch); afterwards what the batches left resident
+        (the decoder's arena keeps their peak) is credited to the engine, for its next image."""
+        self._resident_before_batches = None
+        try:
+            yield
+        finally:
+            if self._resident_before_batches is not None:
+                note_kept_memory(self.predictor.backend, self._resident_before_batches)
+
     def _batch_size(self) -> int:
         """The fixed points_per_batch, else what fits the memory budget when the image's first batch starts (its
-        embedding held). Sized once per image: the decoder's arena then holds that batch's peak for reuse, so
-        measuring again would count it twice."""
+        embedding held), counting what the engine's earlier batches keep resident as available to it. Sized once
+        per image: the decoder's arena then holds that batch's peak for reuse, so measuring again would count it
+        twice."""
         if self.points_per_batch is not None:
             self.last_batch_size = self.points_per_batch
-        elif not self._sized_for_image:
+        elif self._resident_before_batches is None:
             backend = self.predictor.backend
             scores_first = isinstance(backend, ScoresFirst) and backend.scores_first
-            self.last_batch_size = points_per_batch_within(self.memory_budget, backend.low_res_size,
-                                                           scores_first=scores_first)
-            self._sized_for_image = True
+            self.last_batch_size, self._resident_before_batches = batch_for_engine(
+                backend, self.memory_budget, backend.low_res_size, scores_first)
         return self.last_batch_size
 
     def _candidate(

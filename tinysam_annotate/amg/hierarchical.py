@@ -46,7 +46,6 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
     ) -> list[dict[str, Any]]:
         """Masks for an H x W x 3 uint8 image (SAM's annotation dicts); see the module docstring."""
         image = as_model_view(image)
-        self._sized_for_image = False
         h, w = image.shape[:2]
         whole = [0, 0, w, h]
         self.predictor.set_image(image)
@@ -55,11 +54,12 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
         # The total is not known before round 1 ends; report against every dense point as the worst case.
         tracker = _Progress(len(sparse) + len(dense_points_around(sparse, None, (h, w), self.points_per_side)),
                             progress, should_stop)
-        first, done = self.prompt_points(sparse, whole, (h, w), tracker, high_score_thresh=self.high_score_thresh)
-        assert done is not None
-        remaining = dense_points_around(sparse, done, (h, w), self.points_per_side)
-        tracker.total = len(sparse) + len(remaining)
-        second, _ = self.prompt_points(remaining, whole, (h, w), tracker)
+        with self._batches_of_one_image():
+            first, done = self.prompt_points(sparse, whole, (h, w), tracker, high_score_thresh=self.high_score_thresh)
+            assert done is not None
+            remaining = dense_points_around(sparse, done, (h, w), self.points_per_side)
+            tracker.total = len(sparse) + len(remaining)
+            second, _ = self.prompt_points(remaining, whole, (h, w), tracker)
         self.last_round_sizes = (len(sparse), len(remaining))
         candidates = first + second
         if candidates:

@@ -11,11 +11,18 @@ batch): 72-82 MB per prompt (batch 16: 1.44 GB, 22: 2.10 GB, 64: 5.34 GB; the ar
 estimate uses 20 copies. Without the upscaling's arena the peak is lower but the upscaling runs at half speed.
 End to end a batch of 64 is only a few percent faster than one of 16, so a conservative estimate costs little.
 A fixed batch of 128 took a 512 x 512 image to 7 GB resident.
+
+ONNX Runtime's arenas keep a batch's peak for the next batch, and for the next image: what an engine's batches
+left resident is credited to it (:func:`note_kept_memory`, :func:`kept_by`) so that its later images run the same
+batch in the memory it already holds instead of counting that memory twice (a second image in one process had
+dropped to batches of 1-2 and taken 60% longer on coins).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 
 DEFAULT_MEMORY_BUDGET = int(1.5 * 2**30)  # bytes, for the whole process
 MAX_POINTS_PER_BATCH = 64
@@ -45,9 +52,36 @@ def resident_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
+_kept_by_engine: "weakref.WeakKeyDictionary[object, int]" = weakref.WeakKeyDictionary()
+
+
+def kept_by(engine: object) -> int:
+    """Bytes that ``engine``'s everything-mode batches left resident in this process (0 for one never run)."""
+    try:
+        return _kept_by_engine.get(engine, 0)
+    except TypeError:  # an engine that cannot be weakly referenced gets no credit
+        return 0
+
+
+def note_kept_memory(engine: object, resident_before: int) -> None:
+    """Credit ``engine`` with what the process holds now beyond ``resident_before``, measured just before its
+    batches for an image started (its allocators' pools: ONNX Runtime's arenas keep their peak)."""
+    with contextlib.suppress(TypeError):  # an engine that cannot be weakly referenced gets no credit
+        _kept_by_engine[engine] = kept_by(engine) + max(0, resident_bytes() - resident_before)
+
+
 def points_per_batch_within(budget: int, low_res_size: int, resident: int | None = None,
                             scores_first: bool = False) -> int:
     """The largest batch (1..MAX_POINTS_PER_BATCH) whose decoder peak fits in ``budget`` minus what the process
     already holds (``resident``, measured when not given)."""
     free = budget - (resident_bytes() if resident is None else resident)
     return max(1, min(MAX_POINTS_PER_BATCH, free // decoder_bytes_per_prompt(low_res_size, scores_first)))
+
+
+def batch_for_engine(engine: object, budget: int, low_res_size: int, scores_first: bool = False) -> tuple[int, int]:
+    """(batch, resident bytes now) for ``engine``'s next image: :func:`points_per_batch_within` with what the
+    engine's earlier batches keep resident counted as available to it."""
+    resident = resident_bytes()
+    batch = points_per_batch_within(budget, low_res_size, resident=max(0, resident - kept_by(engine)),
+                                    scores_first=scores_first)
+    return batch, resident
