@@ -365,3 +365,22 @@ def test_folders_with_one_decoder_graph_still_decode(tiny_onnx, scene, tmp_path)
     new_scores, old_scores = new_b.score_prompts(emb, coords, labels, True), old_b.score_prompts(emb, coords, labels, True)
     assert np.abs(new_scores.iou - old_scores.iou).max() < 1e-5
     assert np.abs(new_scores.masks_of(np.array([2])) - old_scores.masks_of(np.array([2]))).max() < 1e-4
+
+
+def test_everything_mode_runs_batches_concurrently_with_the_same_masks(tiny_onnx, scene):
+    """On CPU the engine runs one everything-mode batch per thread at once; the masks are those of one batch at a
+    time, and a click still runs on every thread."""
+    from tinysam_annotate import SamHierarchicalMaskGenerator
+    from tinysam_annotate.backends.base import concurrent_batches
+
+    _, folder = tiny_onnx
+    one_at_a_time, two_at_once = OnnxBackend(folder, threads=1), OnnxBackend(folder, threads=2)
+    assert (concurrent_batches(one_at_a_time), concurrent_batches(two_at_once)) == (1, 2)
+    options = dict(points_per_side=8, points_per_batch=3, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                   box_nms_thresh=1.0, mask_nms_thresh=None, output_mode="coco_rle")
+    masks = [SamHierarchicalMaskGenerator(backend, **options).generate(scene) for backend in (one_at_a_time, two_at_once)]
+    assert len(masks[0]) > 3
+    assert [m["segmentation"] for m in masks[0]] == [m["segmentation"] for m in masks[1]]
+    assert [m["predicted_iou"] for m in masks[0]] == [m["predicted_iou"] for m in masks[1]]
+    batch_decoder, _ = two_at_once._sessions_for_batches()
+    assert batch_decoder is not two_at_once.decoder  # the click's session keeps its two threads

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..backends.base import LowResExtent, ScoresFirst, score_prompts
+from ..backends.base import LowResExtent, ScoresFirst, concurrent_batches, score_prompts
 from ..cleanup import remove_small_regions
 from ..errors import TinySamAnnotateError
 from ..io.coco import decode_rle
@@ -35,6 +35,7 @@ from .masks import (
     stability_from_block,
 )
 from .memory import DEFAULT_MEMORY_BUDGET, batch_for_engine, note_kept_memory
+from .ordered_pool import map_in_order
 from .postprocess import OUTPUT_MODES, encode_output
 
 # Low-res stability runs a little below the exact full-resolution score; candidates this far under
@@ -180,17 +181,23 @@ class SamAutomaticMaskGenerator:
         x0, y0 = crop_box[0], crop_box[1]
         out: list[Candidate] = []
         step = self._batch_size()
-        for start in range(0, len(points), step):
-            batch = points[start : start + step]
+        batches = [points[start : start + step] for start in range(0, len(points), step)]
+
+        def passing_masks(batch: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
             coords = p.transform.apply_coords(batch, embedded.original_size)[:, None, :]
             coords, labels = to_decoder_inputs(coords, np.ones((len(batch), 1), dtype=np.int64), None)
-            for logits, iou, point in self._passing_masks(embedded.features, coords, labels, batch, frame.low_res_extent):
-                cand = self._candidate(frame, logits, iou, point, crop_box, orig_size, union, high_score_thresh)
-                if cand is not None:
-                    cand.point = cand.point + np.array([x0, y0])
-                    out.append(cand)
-            if tracker is not None:
-                tracker.advance(len(batch))
+            return list(self._passing_masks(embedded.features, coords, labels, batch, frame.low_res_extent))
+
+        # Batches may run concurrently; their candidates are taken in the points' order, so the result is the same.
+        with contextlib.closing(map_in_order(passing_masks, batches, concurrent_batches(backend))) as results:
+            for batch, passing in zip(batches, results, strict=True):
+                for logits, iou, point in passing:
+                    cand = self._candidate(frame, logits, iou, point, crop_box, orig_size, union, high_score_thresh)
+                    if cand is not None:
+                        cand.point = cand.point + np.array([x0, y0])
+                        out.append(cand)
+                if tracker is not None:
+                    tracker.advance(len(batch))
         return out, union
 
     def _passing_masks(
@@ -231,8 +238,9 @@ class SamAutomaticMaskGenerator:
                 note_kept_memory(self.predictor.backend, self._resident_before_batches)
 
     def _batch_size(self) -> int:
-        """The fixed points_per_batch, else what fits the memory budget when the image's first batch starts (its
-        embedding held), counting what the engine's earlier batches keep resident as available to it. Sized once
+        """Prompts per decoder call: the fixed points_per_batch, else the prompts that fit the memory budget when the
+        image's first batch starts (its embedding held), shared by the engine's concurrent batches, counting what
+        the engine's earlier batches keep resident as available to it. Sized once
         per image: the decoder's arena then holds that batch's peak for reuse, so measuring again would count it
         twice."""
         if self.points_per_batch is not None:
@@ -240,8 +248,9 @@ class SamAutomaticMaskGenerator:
         elif self._resident_before_batches is None:
             backend = self.predictor.backend
             scores_first = isinstance(backend, ScoresFirst) and backend.scores_first
-            self.last_batch_size, self._resident_before_batches = batch_for_engine(
+            in_flight, self._resident_before_batches = batch_for_engine(
                 backend, self.memory_budget, backend.low_res_size, scores_first)
+            self.last_batch_size = max(1, in_flight // concurrent_batches(backend))
         return self.last_batch_size
 
     def _candidate(

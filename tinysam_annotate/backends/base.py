@@ -106,6 +106,12 @@ class ScoresFirst(Protocol):
         ...
 
 
+def concurrent_batches(backend: Backend) -> int:
+    """How many everything-mode batches ``backend`` runs best at once, from as many threads (engines that say
+    nothing: one; ONNX Runtime on CPU: one per core, each on one thread)."""
+    return max(1, int(getattr(backend, "concurrent_batches", 1)))
+
+
 def score_prompts(backend: Backend, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
                   multimask_output: bool) -> ScoredPrompts:
     """``backend``'s scores-first decoding, or its full decode (every mask computed) for engines without one."""

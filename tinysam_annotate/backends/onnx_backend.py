@@ -8,6 +8,7 @@ fallback into an error.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..errors import ModelNotFoundError, ProviderError
 from ..export.manifest import OnnxManifest
 from ..transforms import normalize_and_pad
 from .base import LowResExtent, ModelIdentity, ScoredPrompts, feature_extent, top_left
-from .providers import ProviderPlan, physical_cores, plan_providers
+from .providers import CPU, ProviderPlan, physical_cores, plan_providers
 
 
 class OnnxBackend:
@@ -49,18 +50,8 @@ class OnnxBackend:
         self.plan: ProviderPlan = plan_providers(
             providers, ort.get_available_providers(), precision, strict, engine_cache_dir or self.folder / "trt_cache"
         )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or physical_cores()
-        options.inter_op_num_threads = 1
-        # Softmax over peaked attention scores yields denormal floats, which x86 multiplies up to 5x slower
-        # (the first decoder layer took 2.1 ms instead of 0.4 ms on some embeddings); values below 1e-38 do
-        # not change a mask. ORT applies this to its threads and to the thread creating its first session.
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
-        # Each session has its own pool of intra-op threads, which by default spin for work after a run: in
-        # everything mode the decoder's and the mask upscaler's runs alternate, and the idle pool's spinning
-        # threads took the cores from the busy one (coins: 19.3 s -> 16.5 s end to end with this, 2 cores).
-        options.add_session_config_entry("session.force_spinning_stop", "1")
+        intra_threads = threads or physical_cores()
+        options = session_options(intra_threads)
         self.decoder = ort.InferenceSession(str(self.folder / files["decoder"]), options, providers=self.plan.providers)
         # Export version 5 on: the decoder stops before the masks and this small graph makes them.
         self.masks = (
@@ -68,16 +59,24 @@ class OnnxBackend:
             if "masks" in files else None
         )
         self.scores_first = self.masks is not None
+        self._files = {role: self.folder / name for role, name in files.items()}
         # The encoder runs once per image: its CPU arena would keep its peak (~400 MB more resident for TinySAM
         # INT8) for nothing; without it encoding is as fast. The decoder, called per click and per everything-
         # mode batch, keeps its arena (~30% faster batches).
-        options.enable_cpu_mem_arena = False
-        self.encoder = ort.InferenceSession(str(self.folder / files["encoder"]), options, providers=self.plan.providers)
+        self.encoder = ort.InferenceSession(
+            str(self.folder / files["encoder"]), session_options(intra_threads, arena=False), providers=self.plan.providers
+        )
         used = self.encoder.get_providers()
         self.provider = used[0]
         if strict and self.provider != self.plan.names[0]:
             raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
         self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
+        # Everything mode's batches are independent: on CPU, one batch per core on one thread each runs 1.11x
+        # faster than one batch at a time on every core (coins: ORT's per-op hand-offs between threads cost more
+        # than the ops of a 64 x 64 x 256 image side), with the same prompts in flight.
+        self.concurrent_batches = intra_threads if self.scores_first and self.provider == CPU else 1
+        self._batch_sessions: tuple[ort.InferenceSession, ort.InferenceSession | None] | None = None
+        self._batch_sessions_lock = threading.Lock()
         self._mask_broadcasts = self.manifest.broadcasts_mask_input
         self._upscales_blocks = self.manifest.upscales_blocks
 
@@ -110,33 +109,64 @@ class OnnxBackend:
     def score_prompts(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
     ) -> ScoredPrompts:
-        return self._scored(self._feeds(embedding, coords, labels, None), multimask_output)
+        """Safe to call from :attr:`concurrent_batches` threads at once (everything mode's batches), each run then
+        on one thread of its own."""
+        decoder, masks = self._sessions_for_batches()
+        return self._scored(self._feeds(embedding, coords, labels, None), multimask_output, decoder, masks)
 
-    def _scored(self, feeds: dict[str, np.ndarray], multimask_output: bool) -> ScoredPrompts:
-        """Run the decoder; the masks of the rows asked for come from masks.onnx (version 5 on) or, for older
-        exports, from the decoder's own output."""
+    def _sessions_for_batches(self) -> tuple[ort.InferenceSession, ort.InferenceSession | None]:
+        """The decoder and upscaler sessions for everything-mode batches: with concurrent batches, one-thread
+        sessions made at the first batch (a click keeps the sessions that spread one run over every core)."""
+        if self.concurrent_batches == 1:
+            return self.decoder, self.masks
+        with self._batch_sessions_lock:
+            if self._batch_sessions is None:
+                options = session_options(1)
+                decoder = ort.InferenceSession(str(self._files["decoder"]), options, providers=self.plan.providers)
+                masks = ort.InferenceSession(str(self._files["masks"]), options, providers=self.plan.providers)
+                self._batch_sessions = decoder, masks
+            return self._batch_sessions
+
+    def _scored(
+        self,
+        feeds: dict[str, np.ndarray],
+        multimask_output: bool,
+        decoder: ort.InferenceSession | None = None,
+        masks_session: ort.InferenceSession | None = None,
+    ) -> ScoredPrompts:
+        """Run the decoder (``self.decoder`` unless given); the masks of the rows asked for come from masks.onnx
+        (version 5 on; ``self.masks`` unless given) or, for older exports, from the decoder's own output."""
         keep = self._token_slice(multimask_output)
-        outputs = self.decoder.run(None, feeds)
+        outputs = (decoder or self.decoder).run(None, feeds)
         if self.masks is None:  # export version 4 and older: the masks came with the scores
             masks, iou = outputs
             return ScoredPrompts(iou[:, keep], lambda rows, extent=None: top_left(_rows(masks, rows)[:, keep], extent))
         iou, features, weights = outputs
         weights = weights[:, keep]
-        return ScoredPrompts(iou[:, keep], lambda rows, extent=None: self._masks(features, weights, rows, extent))
+        upscaler = masks_session or self.masks
+        return ScoredPrompts(
+            iou[:, keep], lambda rows, extent=None: self._masks(features, weights, rows, extent, upscaler)
+        )
 
     def _token_slice(self, multimask_output: bool) -> slice:
         """The graphs give all four mask tokens: 1..3 for multimask output (always, for TinySAM), else 0."""
         return slice(1, None) if (multimask_output or self.always_multimask) else slice(0, 1)
 
-    def _masks(self, features: np.ndarray, weights: np.ndarray, rows: np.ndarray, extent: LowResExtent | None) -> np.ndarray:
+    def _masks(
+        self,
+        features: np.ndarray,
+        weights: np.ndarray,
+        rows: np.ndarray,
+        extent: LowResExtent | None,
+        upscaler: ort.InferenceSession,
+    ) -> np.ndarray:
         """Low-res logits len(rows) x M x L x L (or their top-left ``extent``) of the batch's mask features
-        B x e x e x C and weights B x M x C/8 at ``rows``."""
-        assert self.masks is not None
+        B x e x e x C and weights B x M x C/8 at ``rows``, made by the ``upscaler`` session (masks.onnx)."""
         if self._upscales_blocks:  # only the feature pixels under the extent are copied and upscaled
             feature_rows, feature_columns = feature_extent(extent, features.shape[1])
             features = features[:, :feature_rows, :feature_columns]
         feeds = {"mask_features": np.ascontiguousarray(_rows(features, rows)), "mask_weights": np.ascontiguousarray(_rows(weights, rows))}
-        return top_left(self.masks.run(None, feeds)[0], extent)
+        return top_left(upscaler.run(None, feeds)[0], extent)
 
     def _feeds(
         self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
@@ -159,6 +189,25 @@ class OnnxBackend:
             ),
             "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
         }
+
+
+def session_options(threads: int, arena: bool = True) -> ort.SessionOptions:
+    """Options of every session: all graph optimizations, ``threads`` intra-op threads, the CPU memory arena on or
+    off, denormals flushed and no spinning after a run."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
+    # Softmax over peaked attention scores yields denormal floats, which x86 multiplies up to 5x slower
+    # (the first decoder layer took 2.1 ms instead of 0.4 ms on some embeddings); values below 1e-38 do
+    # not change a mask. ORT applies this to its threads and to the thread creating its first session.
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    # Each session has its own pool of intra-op threads, which by default spin for work after a run: in
+    # everything mode the decoder's and the mask upscaler's runs alternate, and the idle pool's spinning
+    # threads took the cores from the busy one (coins: 19.3 s -> 16.5 s end to end with this, 2 cores).
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
 
 
 def _rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
