@@ -98,11 +98,12 @@ def main() -> None:
     for name in args.images:
         image = named_image(name)
         ours_times, theirs_times = [], []
-        for _ in range(args.repeats):
+        for run in range(args.repeats):
             seconds, ours_masks = timed(run_ours, image)
             ours_times.append(seconds)
             seconds, theirs_masks = timed(run_theirs, image)
             theirs_times.append(seconds)
+            print(f"{name} run {run + 1}: ours {ours_times[-1]:.2f} s, theirs {theirs_times[-1]:.2f} s", flush=True)
         ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
         rows.append((name, image.shape, theirs_s, len(theirs_masks), ours_s, len(ours_masks),
                      theirs_s / ours_s, agreement(theirs_masks, ours_masks)))

@@ -1,9 +1,10 @@
 """SamAutomaticMaskGenerator: SAM's grid "segment everything", fast on CPU.
 
 Same semantics and output dicts as segment-anything's generator. Faster because: prompts run in
-batches through the backend's batched decoder; the IoU threshold and a low-res stability estimate
-drop most candidates before any upsampling; survivors are upsampled only around their extent (exactly,
-see :mod:`.masks`) and kept as RLE; the embedding is computed once per image (and cached).
+batches through the backend's batched decoder, several batches at once where the engine runs best so; the
+IoU threshold and a low-res stability estimate drop most candidates before any upsampling; survivors are
+upsampled only around their extent (exactly, see :mod:`.masks`) and kept as RLE; the embedding is computed once
+per image (and cached).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class SamAutomaticMaskGenerator:
         mask_nms_thresh: after box NMS, drop masks whose mask IoU with a better-scored kept mask exceeds it
         (None: off, SAM's exact pipeline).
         points_per_batch: prompts per decoder call; None (default) sizes it when an image starts so that the
-        process stays within ``memory_budget`` bytes (see :mod:`.memory`).
+        process stays within ``memory_budget`` bytes (see :mod:`.memory`). Engines that run several batches at once
+        (ONNX Runtime on CPU: one per core) share the budget's prompts out among them; the masks are the same.
         """
         if point_grids is None:
             if points_per_side is None:

@@ -1,4 +1,5 @@
-"""How many prompts one everything-mode decoder batch may hold so that the process stays within a memory budget.
+"""How many prompts everything mode's decoder batches may hold at once so that the process stays within a memory
+budget (engines that run several batches at once share these prompts out among them).
 
 The decoder's peak memory grows with the batch: every prompt carries its own copy of the image tokens through
 the two-way transformer and the upscaling. Measured with ONNX Runtime on the shipped TinySAM (CPU arena on,
@@ -10,12 +11,14 @@ the two calls (coins at 512 x 512, where about half the prompts keep a mask; ~28
 batch): 72-82 MB per prompt (batch 16: 1.44 GB, 22: 2.10 GB, 64: 5.34 GB; the arenas grow in steps); the
 estimate uses 20 copies. Without the upscaling's arena the peak is lower but the upscaling runs at half speed.
 End to end a batch of 64 is only a few percent faster than one of 16, so a conservative estimate costs little.
-A fixed batch of 128 took a 512 x 512 image to 7 GB resident.
+A fixed batch of 128 took a 512 x 512 image to 7 GB resident. With two batches at once on one-thread sessions
+(2 cores) the same holds per prompt in flight: 7 + 7 prompts peaked at 1.11 GB, 10 + 10 at 1.57 GB (76 MB per
+prompt), and larger batches were not faster (coins at 512 x 512: 12.4 s at 7 + 7, 12.1 s at 14 + 14).
 
 ONNX Runtime's arenas keep a batch's peak for the next batch, and for the next image: what an engine's batches
 left resident is credited to it (:func:`note_kept_memory`, :func:`kept_by`) so that its later images run the same
 batch in the memory it already holds instead of counting that memory twice (a second image in one process had
-dropped to batches of 1-2 and taken 60% longer on coins).
+dropped to batches of 1-4; coins in a process holding a second model: batch 1, 21.3 s instead of 13.1 s).
 """
 
 from __future__ import annotations
