@@ -71,9 +71,9 @@ class OnnxBackend:
         if strict and self.provider != self.plan.names[0]:
             raise ProviderError(f"onnxruntime could not start {self.plan.names[0]} (it chose {self.provider})")
         self.fallbacks = list(self.plan.missing) + [p for p in self.plan.names if p not in used]
-        # Everything mode's batches are independent: on CPU, one batch per core on one thread each runs 1.11x
-        # faster than one batch at a time on every core (coins: ORT's per-op hand-offs between threads cost more
-        # than the ops of a 64 x 64 x 256 image side), with the same prompts in flight.
+        # Everything mode's batches are independent: on CPU, one batch per core on one thread each runs 1.1-1.17x
+        # faster end to end than one batch at a time on every core (2 cores, coins; ORT's per-op hand-offs between
+        # threads cost more than the ops of a 64 x 64 x 256 image side), with the same prompts in flight.
         self.concurrent_batches = intra_threads if self.scores_first and self.provider == CPU else 1
         self._batch_sessions: tuple[ort.InferenceSession, ort.InferenceSession | None] | None = None
         self._batch_sessions_lock = threading.Lock()
