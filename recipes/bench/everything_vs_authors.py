@@ -72,7 +72,9 @@ def main() -> None:
     spec = get_spec(args.model)
     thresholds = everything_thresholds(args.model)
     tinysam = import_authors_package(args.authors_repo)
+    before_theirs = resident_bytes()
     theirs_model = authors_model(args.authors_repo, require_model_file(spec))
+    theirs_model_bytes = max(0, resident_bytes() - before_theirs)
     ours_model = load_model(args.onnx_folder or args.model, backend=args.backend, precision=args.precision)
     if ours_model.identity.weights_hash != spec.sha256:
         parser.error(f"{args.onnx_folder} holds other weights than {args.model}'s")
@@ -88,7 +90,7 @@ def main() -> None:
         # Our batch is sized from the default budget as in a process of its own: what the authors' model and their
         # runs hold in this one (their model, torch's cached allocations) is not counted against it; what our own
         # earlier runs keep (the decoder's arenas) is credited to our engine by the generator itself.
-        theirs_hold = max(0, resident_bytes() - ours_loaded - kept_by(predictor.backend))
+        theirs_hold = theirs_model_bytes + max(0, resident_bytes() - ours_loaded - kept_by(predictor.backend))
         generator = SamHierarchicalMaskGenerator(predictor, memory_budget=DEFAULT_MEMORY_BUDGET + theirs_hold)
         masks = [a["segmentation"] for a in generator.generate(image)]
         print(f"ours ran with batches of {generator.last_batch_size}", flush=True)
