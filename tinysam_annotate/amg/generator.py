@@ -242,9 +242,8 @@ class SamAutomaticMaskGenerator:
     def _batch_size(self) -> int:
         """Prompts per decoder call: the fixed points_per_batch, else the prompts that fit the memory budget when the
         image's first batch starts (its embedding held), shared by the engine's concurrent batches, counting what
-        the engine's earlier batches keep resident as available to it. Sized once
-        per image: the decoder's arena then holds that batch's peak for reuse, so measuring again would count it
-        twice."""
+        the engine's earlier batches keep resident as available to it. Sized once per image: the decoder's arena then
+        holds that batch's peak for reuse, so measuring again would count it twice."""
         if self.points_per_batch is not None:
             self.last_batch_size = self.points_per_batch
         elif self._resident_before_batches is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,10 +27,7 @@ def map_in_order(function: Callable[[Item], Result], items: Iterable[Item], work
     queue = iter(items)
     with ThreadPoolExecutor(workers, thread_name_prefix="tinysam-batch") as pool:
         try:
-            for item in queue:
-                pending.append(pool.submit(function, item))
-                if len(pending) == workers:
-                    break
+            pending.extend(pool.submit(function, item) for item in itertools.islice(queue, workers))
             while pending:
                 result = pending.popleft().result()
                 for item in queue:  # keep every worker busy while the caller handles this result

@@ -50,22 +50,17 @@ class OnnxBackend:
         self.plan: ProviderPlan = plan_providers(
             providers, ort.get_available_providers(), precision, strict, engine_cache_dir or self.folder / "trt_cache"
         )
+        self._files = {role: self.folder / name for role, name in files.items()}
         intra_threads = threads or physical_cores()
         options = session_options(intra_threads)
-        self.decoder = ort.InferenceSession(str(self.folder / files["decoder"]), options, providers=self.plan.providers)
+        self.decoder = self._session("decoder", options)
         # Export version 5 on: the decoder stops before the masks and this small graph makes them.
-        self.masks = (
-            ort.InferenceSession(str(self.folder / files["masks"]), options, providers=self.plan.providers)
-            if "masks" in files else None
-        )
+        self.masks = self._session("masks", options) if "masks" in files else None
         self.scores_first = self.masks is not None
-        self._files = {role: self.folder / name for role, name in files.items()}
         # The encoder runs once per image: its CPU arena would keep its peak (~400 MB more resident for TinySAM
         # INT8) for nothing; without it encoding is as fast. The decoder, called per click and per everything-
         # mode batch, keeps its arena (~30% faster batches).
-        self.encoder = ort.InferenceSession(
-            str(self.folder / files["encoder"]), session_options(intra_threads, arena=False), providers=self.plan.providers
-        )
+        self.encoder = self._session("encoder", session_options(intra_threads, arena=False))
         used = self.encoder.get_providers()
         self.provider = used[0]
         if strict and self.provider != self.plan.names[0]:
@@ -79,6 +74,10 @@ class OnnxBackend:
         self._batch_sessions_lock = threading.Lock()
         self._mask_broadcasts = self.manifest.broadcasts_mask_input
         self._upscales_blocks = self.manifest.upscales_blocks
+
+    def _session(self, role: str, options: ort.SessionOptions) -> ort.InferenceSession:
+        """A session on the precision's ``role`` file ("encoder", "decoder", "masks") with the planned providers."""
+        return ort.InferenceSession(str(self._files[role]), options, providers=self.plan.providers)
 
     @property
     def device(self) -> str:
@@ -103,7 +102,7 @@ class OnnxBackend:
         mask_input: np.ndarray | None,
         multimask_output: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
-        scored = self._scored(self._feeds(embedding, coords, labels, mask_input), multimask_output)
+        scored = self._scored(self._feeds(embedding, coords, labels, mask_input), multimask_output, self.decoder, self.masks)
         return scored.masks_of(np.arange(len(scored.iou))), scored.iou
 
     def score_prompts(
@@ -121,29 +120,26 @@ class OnnxBackend:
             return self.decoder, self.masks
         with self._batch_sessions_lock:
             if self._batch_sessions is None:
-                options = session_options(1)
-                decoder = ort.InferenceSession(str(self._files["decoder"]), options, providers=self.plan.providers)
-                masks = ort.InferenceSession(str(self._files["masks"]), options, providers=self.plan.providers)
-                self._batch_sessions = decoder, masks
+                one_thread = session_options(1)
+                self._batch_sessions = self._session("decoder", one_thread), self._session("masks", one_thread)
             return self._batch_sessions
 
     def _scored(
         self,
         feeds: dict[str, np.ndarray],
         multimask_output: bool,
-        decoder: ort.InferenceSession | None = None,
-        masks_session: ort.InferenceSession | None = None,
+        decoder: ort.InferenceSession,
+        upscaler: ort.InferenceSession | None,
     ) -> ScoredPrompts:
-        """Run the decoder (``self.decoder`` unless given); the masks of the rows asked for come from masks.onnx
-        (version 5 on; ``self.masks`` unless given) or, for older exports, from the decoder's own output."""
+        """Run the ``decoder`` session; the masks of the rows asked for come from the ``upscaler`` session
+        (masks.onnx, version 5 on) or, for older exports (no upscaler), from the decoder's own output."""
         keep = self._token_slice(multimask_output)
-        outputs = (decoder or self.decoder).run(None, feeds)
-        if self.masks is None:  # export version 4 and older: the masks came with the scores
+        outputs = decoder.run(None, feeds)
+        if upscaler is None:  # export version 4 and older: the masks came with the scores
             masks, iou = outputs
             return ScoredPrompts(iou[:, keep], lambda rows, extent=None: top_left(_rows(masks, rows)[:, keep], extent))
         iou, features, weights = outputs
         weights = weights[:, keep]
-        upscaler = masks_session or self.masks
         return ScoredPrompts(
             iou[:, keep], lambda rows, extent=None: self._masks(features, weights, rows, extent, upscaler)
         )
