@@ -1,7 +1,8 @@
 """Everything mode against the TinySAM authors' own hierarchical generator, side by side in one process.
 
 Theirs: ``tinysam.SamHierarchicalMaskGenerator.hierarchical_generate`` from a checkout of their repository, torch
-FP32, on the shipped weights with the shipped model's thresholds. Ours: ``SamHierarchicalMaskGenerator`` on the
+FP32, on the shipped weights; both sides at the same thresholds (issue 18's protocol: 0.7 / 0.9, the shipped model's
+until v4's re-fitted head got its own). Ours: ``SamHierarchicalMaskGenerator`` on the
 engine under test (default the shipped ONNX INT8). Both times are end to end (image in, masks out: the embedding
 is computed inside the timed call, our cache disabled); the two run alternately, ``--repeats`` times each, and
 the median is reported. Agreement: mean over the authors' masks of the best IoU with one of ours.
@@ -27,7 +28,7 @@ from tinysam_annotate.amg.memory import DEFAULT_MEMORY_BUDGET, kept_by, resident
 from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.export.manifest import OnnxManifest
 from tinysam_annotate.io import load_image
-from tinysam_annotate.registry import everything_thresholds, get_spec, require_model_file
+from tinysam_annotate.registry import EverythingThresholds, get_spec, require_model_file
 
 from .authors_code import authors_model, import_authors_package
 from .everything import agreement
@@ -65,12 +66,14 @@ def main() -> None:
     # of three), so one repeat flatters the speed-up.
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pred-iou", type=float, default=0.7, help="both sides' predicted-IoU threshold")
+    parser.add_argument("--stability", type=float, default=0.9, help="both sides' stability-score threshold")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "everything.md")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     spec = get_spec(args.model)
-    thresholds = everything_thresholds(args.model)
+    thresholds = EverythingThresholds(args.pred_iou, args.stability)
     tinysam = import_authors_package(args.authors_repo)
     before_theirs = resident_bytes()
     theirs_model = authors_model(args.authors_repo, require_model_file(spec))
@@ -91,7 +94,9 @@ def main() -> None:
         # runs hold in this one (their model, torch's cached allocations) is not counted against it; what our own
         # earlier runs keep (the decoder's arenas) is credited to our engine by the generator itself.
         theirs_hold = theirs_model_bytes + max(0, resident_bytes() - ours_loaded - kept_by(predictor.backend))
-        generator = SamHierarchicalMaskGenerator(predictor, memory_budget=DEFAULT_MEMORY_BUDGET + theirs_hold)
+        generator = SamHierarchicalMaskGenerator(predictor, memory_budget=DEFAULT_MEMORY_BUDGET + theirs_hold,
+                                                 pred_iou_thresh=thresholds.pred_iou,
+                                                 stability_score_thresh=thresholds.stability)
         masks = [a["segmentation"] for a in generator.generate(image)]
         print(f"ours ran with batches of {generator.last_batch_size}", flush=True)
         return masks
@@ -132,7 +137,7 @@ def main() -> None:
         lines.append(f"| {name} | {shape[1]} x {shape[0]} | {theirs_s:.1f} | {theirs_n} | {ours_s:.1f} | {ours_n} | "
                      f"{speed:.1f}x | {agree:.3f} |")
     lines += ["", f"Written by `python -m recipes.bench.everything_vs_authors --authors-repo PATH --images "
-              f"{' '.join(args.images)} --repeats {args.repeats}`.", ""]
+              f"{' '.join(args.images)} --repeats {args.repeats} --pred-iou {args.pred_iou} --stability {args.stability}`.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
 

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from tinysam_annotate.mask_geometry import interior_point, iou, mask_box
 
-__all__ = ["centroid_point", "interior_point", "iou", "mask_box", "match_masks", "next_click"]
+__all__ = ["centroid_point", "interior_point", "iou", "mask_box", "match_ious", "match_masks", "next_click"]
 
 
 def centroid_point(mask: np.ndarray) -> tuple[float, float]:
@@ -42,7 +42,14 @@ def match_masks(predicted: list[np.ndarray], truth: list[np.ndarray], threshold:
     """Greedy one-to-one matching at IoU >= threshold: (matches, precision, recall)."""
     if not predicted or not truth:
         return 0, 0.0 if predicted else 1.0, 0.0 if truth else 1.0
-    ious = np.array([[iou(p, t) for t in truth] for p in predicted])
+    return match_ious(np.array([[iou(p, t) for t in truth] for p in predicted]), threshold)
+
+
+def match_ious(ious: np.ndarray, threshold: float = 0.5) -> tuple[int, float, float]:
+    """:func:`match_masks` on a precomputed predicted x truth IoU matrix: (matches, precision, recall)."""
+    n_predicted, n_truth = ious.shape
+    if not n_predicted or not n_truth:
+        return 0, 0.0 if n_predicted else 1.0, 0.0 if n_truth else 1.0
     matches, used_p, used_t = 0, set(), set()
     for flat in np.argsort(-ious, axis=None):
         i, j = np.unravel_index(flat, ious.shape)
@@ -53,4 +60,4 @@ def match_masks(predicted: list[np.ndarray], truth: list[np.ndarray], threshold:
         used_p.add(i)
         used_t.add(j)
         matches += 1
-    return matches, matches / len(predicted), matches / len(truth)
+    return matches, matches / n_predicted, matches / n_truth

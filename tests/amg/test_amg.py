@@ -239,6 +239,20 @@ def test_hierarchical_equals_grid_when_nothing_is_confident(tiny_backend_amg, sc
     assert len(hier) >= len(grid) * 0.8
 
 
+def test_hierarchical_candidates_filtered_afterwards_equal_a_stricter_run(tiny_backend_amg, scene):
+    # The threshold recipe takes the candidates once at low thresholds and filters them; with no "done" region
+    # (high_score_thresh 1e9) round 2 does not depend on the thresholds, so this equals running at the stricter ones.
+    common = dict(points_per_side=8, stability_score_thresh=0.0, high_score_thresh=1e9, output_mode="coco_rle")
+    loose = SamHierarchicalMaskGenerator(tiny_backend_amg, pred_iou_thresh=0.0, **common)
+    candidates = loose.candidates(scene)
+    assert loose.merge(candidates) == loose.generate(scene)
+    strict_iou = float(np.median([c.iou for c in candidates]))
+    kept = [c for c in candidates if c.iou > strict_iou]
+    strict = SamHierarchicalMaskGenerator(tiny_backend_amg, pred_iou_thresh=strict_iou, **common).generate(scene)
+    assert 0 < len(kept) < len(candidates) and strict
+    assert loose.merge(kept) == strict
+
+
 def test_bad_arguments(tiny_backend_amg):
     with pytest.raises(ValueError, match="exactly one"):
         SamAutomaticMaskGenerator(tiny_backend_amg, points_per_side=None)

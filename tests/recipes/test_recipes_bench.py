@@ -7,7 +7,7 @@ import pytest
 
 from recipes.bench.coco_ap import box_prompt_results, evaluate_segm
 from recipes.bench.everything import agreement, compare, table
-from recipes.bench.metrics import centroid_point, interior_point, iou, mask_box, match_masks, next_click
+from recipes.bench.metrics import centroid_point, interior_point, iou, mask_box, match_ious, match_masks, next_click
 from recipes.bench.prompts import PromptScores, click_series, evaluate_prompts
 from tinysam_annotate.io.coco import rle_from_mask
 from tinysam_annotate.predictor import SamPredictor
@@ -93,6 +93,8 @@ def test_match_masks_is_one_to_one():
     assert match_masks([a, a], [a]) == (1, 0.5, 1.0)
     assert match_masks([a, b], [a, b]) == (2, 1.0, 1.0)
     assert match_masks([], [a]) == (0, 1.0, 0.0)
+    assert match_ious(np.array([[0.9, 0.6], [0.8, 0.1]])) == (1, 0.5, 0.5)  # greedy: the best pair (0.9) first
+    assert match_ious(np.zeros((0, 2))) == (0, 1.0, 0.0)
 
 
 def test_prompt_benchmarks_run_on_a_model(tiny_backend, scene_with_masks):
@@ -174,3 +176,39 @@ def test_authors_code_stand_ins_behave_like_torchvision(tmp_path):
     assert _resize(Image.new("RGB", (40, 20)), (10, 30)).size == (30, 10)  # (h, w) in, PIL's (w, h) out
     with pytest.raises(FileNotFoundError, match="not a checkout of the TinySAM repository"):
         import_authors_package(tmp_path)
+
+
+def test_everything_threshold_sweep_tallies_every_pair_and_picks_the_best_f1(tiny_backend, scene_with_masks):
+    from recipes.bench.everything_thresholds import Sweep, Tally, markdown, passing, sweep_scene
+    from tinysam_annotate import SamHierarchicalMaskGenerator
+    from tinysam_annotate.registry import EverythingThresholds
+
+    image, masks = scene_with_masks
+    generator = SamHierarchicalMaskGenerator(tiny_backend, points_per_side=8, pred_iou_thresh=0.0,
+                                             stability_score_thresh=0.0, output_mode="coco_rle")
+    pairs = [(0.0, 0.0), (0.0, 0.5), (0.5, 0.0)]
+    sweep = Sweep()
+    sweep_scene(generator, image, masks, pairs, sweep)
+    sweep_scene(generator, image, masks, pairs, sweep)  # a second scene adds to the same tallies
+    assert set(sweep.tallies) == set(pairs)
+    assert all(t.objects == 2 * len(masks) for t in sweep.tallies.values())
+    loosest = generator.generate(image)
+    assert sweep.tallies[(0.0, 0.0)].predicted == 2 * len(loosest)
+    candidates = generator.candidates(image)
+    assert passing(candidates, 0.5, 0.0) == [c for c in candidates if c.iou > 0.5]
+
+    made_up = Sweep()
+    for _scene in range(10):  # the same counts in every scene: no spread, so the choice is the best pair
+        for pair, tally in {(0.6, 0.9): Tally(8, 10, 20), (0.7, 0.9): Tally(8, 8, 20), (0.8, 0.9): Tally(7, 7, 20)}.items():
+            made_up.add(pair, tally)
+    assert made_up.tallies[(0.7, 0.9)] == Tally(80, 80, 200)
+    assert made_up.tallies[(0.7, 0.9)].f1 == pytest.approx(2 * 1.0 * 0.4 / 1.4)
+    assert made_up.best() == made_up.choice() == (0.7, 0.9) and made_up.difference_spread((0.7, 0.9), (0.6, 0.9)) < 1e-12
+    report = markdown("tiny", 10, made_up, EverythingThresholds(0.7, 0.9), [])
+    assert "**chosen: 0.7 / 0.9**" in report and "**0.571 (1.00 / 0.40)**" in report
+    noisy = Sweep()
+    for scene in range(10):  # (0.8, 0.9) is worse on the whole but better in half the scenes: within the noise
+        noisy.add((0.7, 0.9), Tally(8, 8, 20) if scene % 2 else Tally(4, 8, 20))
+        noisy.add((0.8, 0.9), Tally(4, 8, 20) if scene % 2 else Tally(7, 8, 20))
+    assert noisy.best() == (0.7, 0.9) and noisy.choice() == (0.8, 0.9)
+    assert Sweep.from_json(noisy.to_json()).per_scene == noisy.per_scene

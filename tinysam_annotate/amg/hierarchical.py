@@ -19,7 +19,7 @@ import numpy as np
 from ..io.image import as_model_view
 from .generator import ProgressCallback, SamAutomaticMaskGenerator, _Progress
 from .grids import build_point_grid
-from .masks import nms
+from .masks import Candidate, nms
 
 SPARSE_FACTOR = 4
 
@@ -37,6 +37,7 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
         super().__init__(model, points_per_side=points_per_side, **kwargs)
         self.high_score_thresh = high_score_thresh
         self.last_round_sizes: tuple[int, int] = (0, 0)
+        self._image_box = [0, 0, 0, 0]  # the last image's x0, y0, x1, y1, the crop box of its masks
 
     def generate(
         self,
@@ -45,6 +46,18 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[dict[str, Any]]:
         """Masks for an H x W x 3 uint8 image (SAM's annotation dicts); see the module docstring."""
+        return self.merge(self.candidates(image, progress, should_stop))
+
+    def candidates(
+        self,
+        image: np.ndarray,
+        progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[Candidate]:
+        """Both rounds' masks that pass the filters, before duplicates are removed (:meth:`merge` does that).
+
+        A recipe that tunes the thresholds takes them once at low thresholds and filters afterwards.
+        """
         image = as_model_view(image)
         h, w = image.shape[:2]
         whole = [0, 0, w, h]
@@ -61,12 +74,16 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
             tracker.total = len(sparse) + len(remaining)
             second, _ = self.prompt_points(remaining, whole, (h, w), tracker)
         self.last_round_sizes = (len(sparse), len(remaining))
-        candidates = first + second
+        self._image_box = whole
+        return first + second
+
+    def merge(self, candidates: list[Candidate]) -> list[dict[str, Any]]:
+        """SAM's annotation dicts of :meth:`candidates`' masks (of the last image): box NMS, then the optional
+        small-region clean-up and the mask-IoU duplicate removal."""
         if candidates:
             keep = nms(np.stack([c.box for c in candidates]), np.array([c.iou for c in candidates]), self.box_nms_thresh)
             candidates = [candidates[i] for i in keep]
-        return self._finalize(candidates, [whole] * len(candidates))
-
+        return self._finalize(candidates, [self._image_box] * len(candidates))
 
 def dense_points_around(sparse: np.ndarray, done: np.ndarray | None, image_size: tuple[int, int],
                         points_per_side: int) -> np.ndarray:
