@@ -81,7 +81,7 @@ def test_everything_thresholds_follow_the_model():
     from tinysam_annotate.registry import DEFAULT_MODEL, SAM_THRESHOLDS, everything_thresholds
 
     assert everything_thresholds(None) == everything_thresholds(DEFAULT_MODEL)
-    assert everything_thresholds("tinysam-synth").pred_iou == 0.7 and everything_thresholds("tinysam-synth").stability == 0.9
+    assert everything_thresholds("tinysam-synth").pred_iou == 0.5 and everything_thresholds("tinysam-synth").stability == 0.88
     assert everything_thresholds("sam_vit_h") == SAM_THRESHOLDS == everything_thresholds("/some/checkpoint.pth")
     assert (SAM_THRESHOLDS.pred_iou, SAM_THRESHOLDS.stability) == (0.88, 0.95)
 

@@ -87,8 +87,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "TinySAM architecture trained from scratch on synthetic cells, nuclei, coins and shapes; the default model",
             True,
             "tinysam_synth_onnx",
-            # Its predicted IoUs sit in 0.5-0.85, so SAM's 0.88 / 0.95 would keep almost nothing (model card).
-            EverythingThresholds(pred_iou=0.7, stability=0.9),
+            # Chosen for v4's re-fitted IoU head on calibration scenes by recipes.bench.everything_thresholds (best F1
+            # within the scenes' noise, recipes/results/everything_thresholds.md); SAM's 0.88 / 0.95 keep almost nothing.
+            EverythingThresholds(pred_iou=0.5, stability=0.88),
         ),
         ModelSpec(
             "tinysam",
