@@ -1,5 +1,5 @@
 """Screenshot of a 3D object in the napari plugin on the shipped model: a generated nuclei stack, one box on a
-nucleus's middle slice, Commit in 3D, shown in napari's 3D view beside the slice view.
+nucleus's middle slice, Commit in 3D, shown in napari's 3D view (the stack itself hidden, the widget beside it).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python -m recipes.napari_3d_screenshot recipes/results/napari_3d.png
 """
