@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -215,17 +215,37 @@ def fit_head(head: torch.nn.Module, ranked: slice, fit: Observations, held: Obse
 def observations_of(sam: Sam, weights: str | Path, scenes: Sequence, objects_per_scene: int, seed: int, progress: bool,
                     cache: str | Path | None = None) -> Observations:
     """:func:`observe`, kept in ``cache`` when given: prompting is the slow part (~5 s a scene on 2 cores), fitting
-    takes seconds, so a re-fit with other settings reuses the observations of the same weights, scenes and seed."""
-    key = {"weights": file_sha256(weights), "scenes": len(scenes), "objects": objects_per_scene, "seed": seed}
-    if cache is not None and Path(cache).exists():
-        saved = torch.load(cache, weights_only=False)
-        if saved["key"] == key:
-            return saved["observations"]
-        print(f"{cache} holds observations of other weights or scenes; prompting again")
+    takes seconds, so a re-fit with other settings reuses the observations of the same weights, scenes and seed.
+    The file keeps one entry per (weights, scenes, objects, seed): another model's observations are added beside
+    the ones it holds, not written over them."""
+    key = json.dumps({"weights": file_sha256(weights), "scenes": len(scenes), "objects": objects_per_scene, "seed": seed},
+                     sort_keys=True)
+    kept = _kept_observations(cache)
+    if key in kept:
+        return kept[key]
+    if kept:
+        print(f"{cache} holds no observations of these weights and scenes; prompting and adding them")
     obs = observe(sam, scenes, objects_per_scene, seed, progress)
     if cache is not None:
-        torch.save({"key": key, "observations": obs}, cache)
+        kept[key] = obs
+        # Plain fields, not the dataclass: a pickled class is found by its module, which is __main__ under `python -m`.
+        torch.save({"observations_by_key": {k: asdict(v) for k, v in kept.items()}}, cache)
     return obs
+
+
+def _kept_observations(cache: str | Path | None) -> dict[str, Observations]:
+    """The entries of an observations file (none when there is no file); a file of one entry, as the eleventh
+    session wrote them ({"key": dict, "observations": Observations}), reads as that entry. A file that cannot be
+    read raises ValueError, so that nothing overwrites it."""
+    if cache is None or not Path(cache).exists():
+        return {}
+    try:
+        saved = torch.load(cache, weights_only=False)
+    except (AttributeError, ModuleNotFoundError, EOFError, RuntimeError) as error:
+        raise ValueError(f"cannot read the observations file {cache} ({error}); give another --observations path") from error
+    if "observations_by_key" in saved:
+        return {k: Observations(**fields) for k, fields in saved["observations_by_key"].items()}
+    return {json.dumps(saved["key"], sort_keys=True): saved["observations"]}
 
 
 def calibrate(weights: str | Path, scenes: Sequence, out: str | Path, objects_per_scene: int = 16, held_fraction: float = 0.2,
@@ -283,8 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=None, help="use the first N scenes (default: all)")
     parser.add_argument("--objects", type=int, default=16, help="objects prompted per scene")
     parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--observations", help="keep the prompts' observations in this file and reuse them when it holds "
-                        "those of the same weights and scenes (re-fits then take seconds)")
+    parser.add_argument("--observations", help="keep the prompts' observations in this file (one entry per weights and "
+                        "scenes) and reuse them when it holds those of the same weights and scenes (re-fits take seconds)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="where to write the calibrated checkpoint")
     parser.add_argument("--report", help="append the before/after table (markdown) to this file")

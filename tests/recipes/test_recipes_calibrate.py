@@ -85,3 +85,11 @@ def test_command_line_writes_the_checkpoint_and_the_table_and_reuses_its_observa
     assert all(torch.equal(first[k], v) for k, v in read_checkpoint(out).items())  # same observations, same fit
     with pytest.raises(AssertionError, match="reused"):  # other scenes: the kept file does not apply
         main([*args[:4], "2", *args[5:]])
+
+    other_weights = tmp_path / "other.pth"
+    torch.save({k: v.half() for k, v in make_tiny_sam(seed=4).state_dict().items()}, other_weights)
+    monkeypatch.undo()
+    main([str(other_weights), *args[1:]])  # another model's observations are added to the file ...
+    monkeypatch.setattr("recipes.distill.calibrate.observe", no_prompting)
+    main(args)  # ... and the first model's are still there
+    assert all(torch.equal(first[k], v) for k, v in read_checkpoint(out).items())
