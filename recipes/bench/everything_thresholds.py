@@ -8,10 +8,9 @@ Runs TinySAM's hierarchical generator once per scene at the lowest thresholds of
 duplicates as the generator does (:meth:`~SamHierarchicalMaskGenerator.merge`) and matches the masks one-to-one to the
 scene's objects at IoU >= 0.5. The choice is the strictest pair whose F1 over all scenes (precision and recall
 pooled over objects) is below the best pair's by at most one standard deviation of that difference (paired
-bootstrap over scenes). Round 2's
-"done" region comes from the lowest thresholds' round 1 here, a larger region than the chosen thresholds keep; the
-check on coins and nuclei_256 runs the generator itself at the current and the chosen thresholds. Writes
-``recipes/results/everything_thresholds.md``.
+bootstrap over scenes). Round 2's "done" region comes from the lowest thresholds' round 1 here, a larger region than
+the chosen thresholds keep; the check on coins and nuclei_256 runs the generator itself at the current and the
+chosen thresholds. Writes ``recipes/results/everything_thresholds.md`` and the per-scene counts beside it (.json).
 """
 
 from __future__ import annotations
@@ -156,24 +155,25 @@ def real_images_check(model: Any, thresholds: Sequence[EverythingThresholds]) ->
 def markdown(model_name: str, scenes: int, sweep: Sweep, current: EverythingThresholds,
              checks: list[dict[str, Any]]) -> str:
     """The report: the sweep's table (F1, precision, recall per pair) and the real-image check."""
-    pred_ious = sorted({p for p, _ in sweep.tallies})
-    stabilities = sorted({s for _, s in sweep.tallies})
+    tallies = sweep.tallies
+    pred_ious = sorted({p for p, _ in tallies})
+    stabilities = sorted({s for _, s in tallies})
     best, chosen = sweep.best(), sweep.choice()
     lines = [f"# Everything-mode thresholds for {model_name}", "",
              f"Chosen on {scenes} calibration scenes (generated, seeds that neither training nor evaluation uses): "
              f"hierarchical generator, ONNX Runtime INT8, 32 points per side; masks matched one-to-one to the scene's "
              f"objects at IoU >= 0.5, precision and recall pooled over scenes. Current thresholds "
-             f"{current.pred_iou} / {current.stability}. Best F1 {sweep.tallies[best].f1:.3f} at predicted IoU {best[0]} / "
+             f"{current.pred_iou} / {current.stability}. Best F1 {tallies[best].f1:.3f} at predicted IoU {best[0]} / "
              f"stability {best[1]}; **chosen: {chosen[0]} / {chosen[1]}** (bold below), the strictest pair whose F1 is "
              f"below the best's by at most one standard deviation of the difference (paired bootstrap over scenes: "
-             f"{sweep.tallies[best].f1 - sweep.tallies[chosen].f1:.3f} <= {sweep.difference_spread(best, chosen):.3f}).",
+             f"{tallies[best].f1 - tallies[chosen].f1:.3f} <= {sweep.difference_spread(best, chosen):.3f}).",
              "", "F1 (precision / recall) by predicted-IoU threshold (rows) and stability threshold (columns):", "",
              "| pred IoU | " + " | ".join(f"{s}" for s in stabilities) + " |",
              "|---|" + "---|" * len(stabilities)]
     for p in pred_ious:
         cells = []
         for s in stabilities:
-            t = sweep.tallies[(p, s)]
+            t = tallies[(p, s)]
             cell = f"{t.f1:.3f} ({t.precision:.2f} / {t.recall:.2f})"
             cells.append(f"**{cell}**" if (p, s) == chosen else cell)
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.from_counts is None and args.data is None:
         parser.error("give --data (scenes to run on) or --from-counts (a sweep's per-scene counts)")
 
-    model = load_model(args.model, backend="onnx", precision="int8")
+    # Re-making the report from counts without the real-image check needs no model.
+    needs_model = args.from_counts is None or not args.skip_check
+    model = load_model(args.model, backend="onnx", precision="int8") if needs_model else None
     if args.from_counts is not None:
         sweep = Sweep.from_json(json.loads(args.from_counts.read_text()))
         count = len(next(iter(sweep.per_scene.values())))

@@ -2,10 +2,10 @@
 
 Theirs: ``tinysam.SamHierarchicalMaskGenerator.hierarchical_generate`` from a checkout of their repository, torch
 FP32, on the shipped weights; both sides at the same thresholds (issue 18's protocol: 0.7 / 0.9, the shipped model's
-until v4's re-fitted head got its own). Ours: ``SamHierarchicalMaskGenerator`` on the
-engine under test (default the shipped ONNX INT8). Both times are end to end (image in, masks out: the embedding
-is computed inside the timed call, our cache disabled); the two run alternately, ``--repeats`` times each, and
-the median is reported. Agreement: mean over the authors' masks of the best IoU with one of ours.
+until v4's re-fitted head got its own). Ours: ``SamHierarchicalMaskGenerator`` on the engine under test (default
+the shipped ONNX INT8). Both times are end to end (image in, masks out: the embedding is computed inside the timed
+call, our cache disabled); the two run alternately, ``--repeats`` times each, and the median is reported.
+Agreement: mean over the authors' masks of the best IoU with one of ours.
 
     python -m recipes.bench.everything_vs_authors --authors-repo PATH [--images coins nuclei_256.tif picture1.jpg]
 
