@@ -126,7 +126,8 @@ def main() -> None:
         f"Model {args.model} (shipped weights), thresholds pred_iou {thresholds.pred_iou} / stability "
         f"{thresholds.stability} on both sides; theirs: their repository's `hierarchical_generate`, torch FP32; ours: "
         f"`SamHierarchicalMaskGenerator` on {engine} (its defaults: batch sized from the 1.5 GB memory budget as in a "
-        f"process of its own, what the authors' side holds not counted; duplicate masks removed). {args.threads} CPU "
+        f"process of its own, what the authors' side holds not counted; prompts decoded over the image's part of the "
+        f"square frame only; duplicate masks removed). {args.threads} CPU "
         f"threads, one process, run alternately, median of {args.repeats}; times end to end "
         "(embedding included, cache off). Agreement: mean over the authors' masks of the best IoU with one of ours.",
         "",

@@ -272,9 +272,11 @@ class _UpscaleRecorder(CountingBackend):
         self.best_ious: list[float] = []
         self.upscaled = 0
         self.extents: list = []
+        self.blocks: list = []
 
-    def score_prompts(self, *args):
-        scored = self.inner.score_prompts(*args)
+    def score_prompts(self, embedding, coords, labels, multimask_output, block=None):
+        self.blocks.append(block)
+        scored = self.inner.score_prompts(embedding, coords, labels, multimask_output, block)
         self.best_ious += scored.iou.max(axis=1).tolist()
 
         def masks_of(rows, extent=None):
@@ -303,3 +305,24 @@ def test_only_prompts_past_the_iou_threshold_are_upscaled(tiny_backend_amg, scen
     expected = every_mask.generate(scene)
     assert len(upscaled_only_kept) == len(expected) > 0
     assert [a["segmentation"] for a in upscaled_only_kept] == [a["segmentation"] for a in expected]
+
+
+def test_hierarchical_decodes_only_where_the_image_is(tiny_backend_amg, scene):
+    """TinySAM's fast mode scores prompts over the image's part of the frame; grid mode (SAM's pipeline) over the
+    whole frame; a square image gives the same masks either way."""
+    torch_backend = TorchBackend(tiny_backend_amg, model_id="tiny")
+    common = dict(points_per_side=8, points_per_batch=16, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+                  output_mode="coco_rle")
+    hierarchical, grid = _UpscaleRecorder(torch_backend), _UpscaleRecorder(torch_backend)
+    SamHierarchicalMaskGenerator(hierarchical, **common).generate(scene)
+    SamAutomaticMaskGenerator(grid, **common).generate(scene)
+    (block,) = set(hierarchical.blocks)
+    assert block[0] < block[1] == torch_backend.low_res_size  # the 120 x 160 image's rows of the square frame
+    assert set(grid.blocks) == {None}
+    square = np.ascontiguousarray(scene[:, :120])
+    every_mask = dict(common, box_nms_thresh=1.0, mask_nms_thresh=None)
+    by_block, by_frame = (SamHierarchicalMaskGenerator(torch_backend, attend_to_padding=padding, **every_mask)
+                          .generate(square) for padding in (False, True))
+    assert len(by_block) > 3
+    assert [m["segmentation"] for m in by_block] == [m["segmentation"] for m in by_frame]
+    assert [m["predicted_iou"] for m in by_block] == [m["predicted_iou"] for m in by_frame]

@@ -323,6 +323,40 @@ def test_scores_first_equals_the_full_decode(tiny_onnx, scene):
             assert np.abs(block - logits[rows][..., :37, :50]).max() < 1e-4
 
 
+def test_a_block_of_the_frame_is_decoded_alone(tiny_onnx, scene, tmp_path):
+    """Over a top-left block (a non-square image's part of the frame) both engines attend to the block's feature
+    pixels only: the same numbers as each other, other numbers than the whole frame's. A folder exported before
+    version 8 decodes the whole frame whatever the block."""
+    sam, folder = tiny_onnx
+    onnx_engine, torch_engine = OnnxBackend(folder, providers=["cpu"]), TorchBackend(sam)
+    emb = torch_engine.encode(np.ascontiguousarray(scene))
+    rng = np.random.default_rng(4)
+    coords = (rng.uniform(0, 1, size=(5, 1, 2)) * [256, 180]).astype(np.float32)
+    labels = np.ones((5, 1), np.int64)
+    low = onnx_engine.low_res_size
+    block = (low * 3 // 4 - 2, low)  # not on feature-pixel bounds: the feature rows covering it are decoded
+    prompts = np.arange(5)
+    by_onnx = onnx_engine.score_prompts(emb, coords, labels, True, block)
+    by_torch = torch_engine.score_prompts(emb, coords, labels, True, block)
+    assert np.abs(by_onnx.iou - by_torch.iou).max() < 1e-4
+    masks = by_onnx.masks_of(prompts, block)
+    assert masks.shape == (5, 3, *block)
+    assert np.abs(masks - by_torch.masks_of(prompts, block)).max() < 1e-3
+    whole = torch_engine.score_prompts(emb, coords, labels, True)
+    assert np.abs(whole.iou - by_torch.iou).max() > 1e-3  # the padding's feature pixels were left out
+    assert np.abs(whole.masks_of(prompts, block) - masks).max() > 1e-3
+
+    older = tmp_path / "v7"
+    older.mkdir()
+    for file in folder.iterdir():
+        (older / file.name).write_bytes(file.read_bytes())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (older / "manifest.json").write_text(json.dumps(dict(manifest, export_version="7")))
+    from_older = OnnxBackend(older, providers=["cpu"]).score_prompts(emb, coords, labels, True, block)
+    assert np.abs(from_older.iou - whole.iou).max() < 1e-4
+    assert np.abs(from_older.masks_of(prompts, block) - whole.masks_of(prompts, block)).max() < 1e-3
+
+
 class _OneGraphDecoder(torch.nn.Module):
     """The decoder as export version 4 and older wrote it: one graph from prompts to low-res logits and IoUs."""
 

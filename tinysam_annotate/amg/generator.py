@@ -73,6 +73,7 @@ class SamAutomaticMaskGenerator:
         output_mode: str = "binary_mask",
         mask_nms_thresh: float | None = DEFAULT_MASK_NMS_THRESH,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        attend_to_padding: bool = True,
     ) -> None:
         """SAM's generator options, plus:
 
@@ -83,6 +84,10 @@ class SamAutomaticMaskGenerator:
         points_per_batch: prompts per decoder call; None (default) sizes it when an image starts so that the
         process stays within ``memory_budget`` bytes (see :mod:`.memory`). Engines that run several batches at once
         (ONNX Runtime on CPU: one per core) share the budget's prompts out among them; the masks are the same.
+        attend_to_padding: True (SAM's pipeline) decodes every prompt over the whole square frame; False only over
+        the feature pixels the image covers (a 4:3 image: 51 of the frame's 64 rows), which scores prompts ~1.3x
+        faster on such images and changes their predicted IoUs slightly (engines that cannot: the whole frame,
+        see :meth:`ScoresFirst.score_prompts`). Square images are the same either way.
         """
         if point_grids is None:
             if points_per_side is None:
@@ -109,6 +114,7 @@ class SamAutomaticMaskGenerator:
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
         self.mask_nms_thresh = mask_nms_thresh
+        self.attend_to_padding = attend_to_padding
         self.stability_score_offset = stability_score_offset
         self.box_nms_thresh = box_nms_thresh
         self.crop_n_layers = crop_n_layers
@@ -212,7 +218,8 @@ class SamAutomaticMaskGenerator:
         Only prompts with a mask past the IoU threshold are upscaled (with the shipped model 46% of them on coins, none
         on a photo it finds nothing in), and only where the image is (coins: 808 of the frame's 1024 rows).
         """
-        scored = score_prompts(self.predictor.backend, features, coords, labels, True)
+        block = None if self.attend_to_padding else extent
+        scored = score_prompts(self.predictor.backend, features, coords, labels, True, block)
         passing = scored.iou > self.pred_iou_thresh if self.pred_iou_thresh > 0 else np.ones(scored.iou.shape, bool)
         rows = np.flatnonzero(passing.any(axis=1))
         if not len(rows):

@@ -29,12 +29,16 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
 
     points_per_side: int  # always given: the dense side of round 2 (the sparse round uses a quarter of it)
 
-    def __init__(self, model: Any, points_per_side: int = 32, high_score_thresh: float = 8.5, **kwargs: Any) -> None:
+    def __init__(self, model: Any, points_per_side: int = 32, high_score_thresh: float = 8.5,
+                 attend_to_padding: bool = False, **kwargs: Any) -> None:
+        """SAM's generator's options (see :class:`SamAutomaticMaskGenerator`), here with ``attend_to_padding`` off by
+        default: TinySAM's fast mode decodes only where the image is (measured against the authors' generator in
+        ``recipes/results/everything.md``)."""
         if kwargs.get("crop_n_layers", 0):
             raise ValueError("hierarchical everything mode works on the whole image (crop_n_layers=0)")
         if points_per_side < SPARSE_FACTOR:
             raise ValueError(f"points_per_side must be >= {SPARSE_FACTOR} for the hierarchical strategy")
-        super().__init__(model, points_per_side=points_per_side, **kwargs)
+        super().__init__(model, points_per_side=points_per_side, attend_to_padding=attend_to_padding, **kwargs)
         self.high_score_thresh = high_score_thresh
         self.last_round_sizes: tuple[int, int] = (0, 0)
         self._image_box = [0, 0, 0, 0]  # the last image's x0, y0, x1, y1, the crop box of its masks

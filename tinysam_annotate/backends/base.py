@@ -100,9 +100,17 @@ class ScoresFirst(Protocol):
     scores_first: bool
 
     def score_prompts(
-        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool,
+        block: LowResExtent | None = None,
     ) -> ScoredPrompts:
-        """Same inputs as :meth:`Backend.decode` without a mask input."""
+        """Same inputs as :meth:`Backend.decode` without a mask input.
+
+        ``block`` (rows, columns) of low-res logits from the top left: the decoder attends only to the feature
+        pixels whose upscaling covers it (:func:`feature_extent`), not to the rest of the square frame (the padding
+        of a non-square image), and ``masks_of`` gives at most that block. Faster, and not the same numbers as the
+        whole frame's (SAM's decoder attends to the padding too). Engines that cannot (ONNX folders before export
+        version 8) decode the whole frame.
+        """
         ...
 
 
@@ -113,10 +121,11 @@ def concurrent_batches(backend: Backend) -> int:
 
 
 def score_prompts(backend: Backend, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
-                  multimask_output: bool) -> ScoredPrompts:
-    """``backend``'s scores-first decoding, or its full decode (every mask computed) for engines without one."""
+                  multimask_output: bool, block: LowResExtent | None = None) -> ScoredPrompts:
+    """``backend``'s scores-first decoding (over ``block`` only, see :meth:`ScoresFirst.score_prompts`), or its full
+    decode of the whole frame (every mask computed) for engines without one."""
     if isinstance(backend, ScoresFirst):
-        return backend.score_prompts(embedding, coords, labels, multimask_output)
+        return backend.score_prompts(embedding, coords, labels, multimask_output, block)
     logits, iou = backend.decode(embedding, coords, labels, None, multimask_output)
     return ScoredPrompts(iou, lambda rows, extent=None: top_left(logits[rows], extent))
 
@@ -126,9 +135,9 @@ def top_left(logits: np.ndarray, extent: LowResExtent | None) -> np.ndarray:
     return logits if extent is None else logits[..., : extent[0], : extent[1]]
 
 
-def feature_extent(extent: LowResExtent | None, grid: int) -> tuple[int, int]:
-    """The feature rows and columns (of ``grid``) whose upscaling covers a low-res ``extent``: each feature pixel
-    makes 4 x 4 low-res logits."""
+def feature_extent(extent: LowResExtent | None, grid: tuple[int, int]) -> tuple[int, int]:
+    """The feature rows and columns (of a ``grid`` of rows x columns) whose upscaling covers a low-res ``extent``:
+    each feature pixel makes 4 x 4 low-res logits."""
     if extent is None:
-        return grid, grid
-    return min(grid, -(-extent[0] // 4)), min(grid, -(-extent[1] // 4))
+        return grid
+    return min(grid[0], -(-extent[0] // 4)), min(grid[1], -(-extent[1] // 4))

@@ -74,6 +74,7 @@ class OnnxBackend:
         self._batch_sessions_lock = threading.Lock()
         self._mask_broadcasts = self.manifest.broadcasts_mask_input
         self._upscales_blocks = self.manifest.upscales_blocks
+        self._decodes_blocks = self.manifest.decodes_blocks
 
     def _session(self, role: str, options: ort.SessionOptions) -> ort.InferenceSession:
         """A session on the precision's ``role`` file ("encoder", "decoder", "masks") with the planned providers."""
@@ -106,10 +107,14 @@ class OnnxBackend:
         return scored.masks_of(np.arange(len(scored.iou))), scored.iou
 
     def score_prompts(
-        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool,
+        block: LowResExtent | None = None,
     ) -> ScoredPrompts:
         """Safe to call from :attr:`concurrent_batches` threads at once (everything mode's batches), each run then
-        on one thread of its own."""
+        on one thread of its own. ``block`` is honoured from export version 8 on (older graphs: the whole frame)."""
+        if block is not None and self._decodes_blocks:
+            rows, columns = feature_extent(block, (embedding.shape[-2], embedding.shape[-1]))
+            embedding = embedding[..., :rows, :columns]
         decoder, masks = self._sessions_for_batches()
         return self._scored(self._feeds(embedding, coords, labels, None), multimask_output, decoder, masks)
 
@@ -157,9 +162,9 @@ class OnnxBackend:
         upscaler: ort.InferenceSession,
     ) -> np.ndarray:
         """Low-res logits len(rows) x M x L x L (or their top-left ``extent``) of the batch's mask features
-        B x e x e x C and weights B x M x C/8 at ``rows``, made by the ``upscaler`` session (masks.onnx)."""
+        B x r x c x C and weights B x M x C/8 at ``rows``, made by the ``upscaler`` session (masks.onnx)."""
         if self._upscales_blocks:  # only the feature pixels under the extent are copied and upscaled
-            feature_rows, feature_columns = feature_extent(extent, features.shape[1])
+            feature_rows, feature_columns = feature_extent(extent, (features.shape[1], features.shape[2]))
             features = features[:, :feature_rows, :feature_columns]
         feeds = {"mask_features": np.ascontiguousarray(_rows(features, rows)), "mask_weights": np.ascontiguousarray(_rows(weights, rows))}
         return top_left(upscaler.run(None, feeds)[0], extent)
@@ -174,6 +179,8 @@ class OnnxBackend:
             coords = np.zeros((batch, 1, 2), np.float32)
             labels = np.full((batch, 1), -1, np.int64)
         has_mask = mask_input is not None
+        # The zero mask matches the embedding's rows and columns (a block of the grid, export version 8 on).
+        mask_rows, mask_columns = 4 * embedding.shape[-2], 4 * embedding.shape[-1]
         return {
             "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32),
             "point_coords": np.ascontiguousarray(coords, dtype=np.float32),
@@ -181,7 +188,7 @@ class OnnxBackend:
             "mask_input": (
                 np.ascontiguousarray(mask_input, dtype=np.float32)
                 if has_mask
-                else np.zeros((1 if self._mask_broadcasts else batch, 1, self.low_res_size, self.low_res_size), np.float32)
+                else np.zeros((1 if self._mask_broadcasts else batch, 1, mask_rows, mask_columns), np.float32)
             ),
             "has_mask_input": np.array([1.0 if has_mask else 0.0], np.float32),
         }

@@ -136,20 +136,23 @@ class TorchBackend:
 
     @torch.inference_mode()
     def score_prompts(
-        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool
+        self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, multimask_output: bool,
+        block: LowResExtent | None = None,
     ) -> ScoredPrompts:
         device = self.sam.device
         decoder = self.sam.mask_decoder
         sparse, dense = self._prompt_embeddings(_as_tensor(coords, np.float32), _as_tensor(labels, np.int64), None)
+        height, width = feature_extent(block, (embedding.shape[-2], embedding.shape[-1]))
+        image = _as_tensor(embedding[..., :height, :width], np.float32).to(device)
         iou, features, weights, _ = decoder.score_prompts(
-            _as_tensor(embedding, np.float32).to(device), self.dense_pe(), sparse, dense
+            image, self.dense_pe()[..., :height, :width], sparse, dense[..., :height, :width]
         )
         keep = decoder.output_slice(multimask_output)
         weights = weights[:, keep]
 
         def masks_of(rows: np.ndarray, extent: LowResExtent | None = None) -> np.ndarray:
             index = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64)).to(device)
-            feature_rows, feature_columns = feature_extent(extent, features.shape[1])
+            feature_rows, feature_columns = feature_extent(extent, (features.shape[1], features.shape[2]))
             with torch.inference_mode():
                 logits = decoder.masks_from_features(features[index, :feature_rows, :feature_columns], weights[index])
             return top_left(logits.float().cpu().numpy(), extent)

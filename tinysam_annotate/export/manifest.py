@@ -111,6 +111,12 @@ class OnnxManifest:
         return int(self.export_version) >= 7
 
     @property
+    def decodes_blocks(self) -> bool:
+        """Export version 8 and later decode any top-left block of the embedding (the decoder's image inputs have
+        dynamic rows and columns); older graphs take the whole e x e grid."""
+        return int(self.export_version) >= 8
+
+    @property
     def broadcasts_mask_input(self) -> bool:
         """Export version 3 and later take one zero mask for all prompts; older graphs need one per prompt."""
         return int(self.export_version) >= 3

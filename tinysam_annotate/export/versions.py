@@ -7,7 +7,9 @@
 # 6: the first decoder layer projects the image shared by all prompts once instead of folding it into each prompt
 #    (everything mode's 64-prompt batches), and the image->token output projection folds into the token values.
 # 7: masks.onnx upscales any top-left block of feature rows x columns (everything mode skips the frame's padding).
-EXPORT_VERSION = "7"
+# 8: the decoder takes any top-left block of the embedding and attends to it alone (everything mode leaves out the
+#    padding of a non-square image: 51 of 64 feature rows on a 4:3 image).
+EXPORT_VERSION = "8"
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"

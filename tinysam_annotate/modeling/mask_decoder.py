@@ -92,7 +92,8 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The decoder up to its masks (same inputs as :meth:`predict_masks`).
+        """The decoder up to its masks (same inputs as :meth:`predict_masks`; ``image_pe`` may also come as tokens,
+        1 x (h w) x C, as the ONNX export passes it).
 
         Returns IoU predictions B x 4, mask features B x h x w x C (the transformer's image side,
         channel-last), mask weights B x 4 x C/8 (one per mask token) and the output tokens B x (1 + 4) x C.
@@ -108,7 +109,7 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense_prompt_embeddings
         h, w = src.shape[-2:]
 
-        hs, src = self.transformer(src, image_pe, tokens)  # image_pe broadcasts over the B prompts
+        hs, src = self.transformer(src, image_pe, tokens)  # image_pe (either layout) broadcasts over the B prompts
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         mask_weights = torch.stack(

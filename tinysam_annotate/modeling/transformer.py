@@ -169,9 +169,10 @@ class TwoWayTransformer(nn.Module):
     def forward(
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns processed tokens B x N x C and image tokens B x (h*w) x C."""
+        """image_embedding B x C x h x w, image_pe 1 x C x h x w (or already as tokens, 1 x (h*w) x C), point_embedding
+        B x N x C. Returns processed tokens B x N x C and image tokens B x (h*w) x C."""
         keys = image_embedding.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        key_pe = image_pe.flatten(2).permute(0, 2, 1) if image_pe.dim() == 4 else image_pe
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
