@@ -122,6 +122,13 @@ def passing(candidates: Sequence[Candidate], pred_iou: float, stability: float) 
     return [c for c in candidates if c.iou > pred_iou and c.stability >= stability]
 
 
+def tally(found: Sequence[dict[str, Any]], truth: Sequence[dict[str, Any]]) -> Tally:
+    """Masks ``found`` matched one-to-one to the objects ``truth`` at IoU >= 0.5 (both COCO RLEs of one image)."""
+    ious = mask_utils.iou(list(found), list(truth), [0] * len(truth)) if found and truth else np.zeros((len(found), len(truth)))
+    matches, _, _ = match_ious(np.asarray(ious), 0.5)
+    return Tally(matches, len(found), len(truth))
+
+
 def sweep_scene(generator: SamHierarchicalMaskGenerator, image: np.ndarray, objects: Sequence[np.ndarray],
                 pairs: Sequence[tuple[float, float]], sweep: Sweep) -> None:
     """Add one scene (H x W x 3 uint8, its N H x W bool objects) to every pair's tally. The generator's own
@@ -129,10 +136,7 @@ def sweep_scene(generator: SamHierarchicalMaskGenerator, image: np.ndarray, obje
     truth = [encode_rle(mask) for mask in objects]
     candidates = generator.candidates(image)
     for pair in pairs:
-        found = [r["segmentation"] for r in generator.merge(passing(candidates, *pair))]
-        ious = mask_utils.iou(found, truth, [0] * len(truth)) if found and truth else np.zeros((len(found), len(truth)))
-        matches, _, _ = match_ious(np.asarray(ious), 0.5)
-        sweep.add(pair, Tally(matches, len(found), len(objects)))
+        sweep.add(pair, tally([r["segmentation"] for r in generator.merge(passing(candidates, *pair))], truth))
 
 
 def real_images_check(model: Any, thresholds: Sequence[EverythingThresholds]) -> list[dict[str, Any]]:

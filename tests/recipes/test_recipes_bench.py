@@ -212,3 +212,22 @@ def test_everything_threshold_sweep_tallies_every_pair_and_picks_the_best_f1(tin
         noisy.add((0.8, 0.9), Tally(4, 8, 20) if scene % 2 else Tally(7, 8, 20))
     assert noisy.best() == (0.7, 0.9) and noisy.choice() == (0.8, 0.9)
     assert Sweep.from_json(noisy.to_json()).per_scene == noisy.per_scene
+
+
+def test_minimum_area_drops_only_masks_smaller_than_the_fraction(tiny_backend, scene_with_masks):
+    from recipes.bench.everything_min_area import markdown, scene_tallies
+    from tinysam_annotate import SamHierarchicalMaskGenerator
+
+    image, masks = scene_with_masks
+    generator = SamHierarchicalMaskGenerator(tiny_backend, points_per_side=8, pred_iou_thresh=0.0,
+                                             stability_score_thresh=0.0, box_nms_thresh=1.0, mask_nms_thresh=None,
+                                             output_mode="coco_rle")
+    areas = sorted(r["area"] for r in generator.generate(image))
+    assert len(areas) > 1
+    between = (areas[0] + 0.5) / (image.shape[0] * image.shape[1])  # just above the smallest masks' area
+    none, smallest_gone, all_gone = scene_tallies(generator, image, masks, [0.0, between, 1.01])
+    assert (none.predicted, smallest_gone.predicted, all_gone.predicted) == (len(areas), len(areas) - areas.count(areas[0]), 0)
+    assert none.objects == smallest_gone.objects == all_gone.objects == len(masks)
+    assert all_gone.matches == 0 and smallest_gone.matches <= none.matches
+    report = markdown("tiny", 1, (0.0, 0.0), [0.0, between, 1.01], [none, smallest_gone, all_gone])
+    assert f"| 0 | {len(areas)} | {none.matches} |" in report
