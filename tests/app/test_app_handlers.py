@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -83,7 +85,8 @@ def test_everything_adds_objects_with_progress(state):
     calls = []
     h.everything(state, "hierarchical", 8, 0.0, 0.0, 0, None, lambda d, t: calls.append((d, t)))
     assert h.objects_table(state) and calls[-1][0] == calls[-1][1]
-    assert "objects added" in state.message
+    assert re.fullmatch(rf"everything \(hierarchical\): {len(h.objects_table(state))} objects added in \d+\.\d s",
+                        state.message)
     h.everything(state, "grid", 8, 0.0, 0.0, 0, None)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,13 +321,14 @@ def everything(state: AppState, mode: str = "hierarchical", points_per_side: int
                   pred_iou_thresh=None if pred_iou_thresh is None else float(pred_iou_thresh),
                   stability_score_thresh=None if stability_score_thresh is None else float(stability_score_thresh))
     state.cancel_requested = False
+    started = time.perf_counter()
     try:
         added = session.segment_everything(lambda predictor: everything_generator(predictor, mode, **params), category,
                                            progress, should_stop=lambda: state.cancel_requested)
     except GenerationCancelled:
         state.message = "everything cancelled: no objects added"
         return state
-    state.message = f"everything ({mode}): {len(added)} objects added"
+    state.message = f"everything ({mode}): {len(added)} objects added in {time.perf_counter() - started:.1f} s"
     return state
 
 
