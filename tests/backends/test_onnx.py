@@ -334,17 +334,19 @@ def test_a_block_of_the_frame_is_decoded_alone(tiny_onnx, scene, tmp_path):
     coords = (rng.uniform(0, 1, size=(5, 1, 2)) * [256, 180]).astype(np.float32)
     labels = np.ones((5, 1), np.int64)
     low = onnx_engine.low_res_size
-    block = (low * 3 // 4 - 2, low)  # not on feature-pixel bounds: the feature rows covering it are decoded
     prompts = np.arange(5)
-    by_onnx = onnx_engine.score_prompts(emb, coords, labels, True, block)
-    by_torch = torch_engine.score_prompts(emb, coords, labels, True, block)
-    assert np.abs(by_onnx.iou - by_torch.iou).max() < 1e-4
-    masks = by_onnx.masks_of(prompts, block)
-    assert masks.shape == (5, 3, *block)
-    assert np.abs(masks - by_torch.masks_of(prompts, block)).max() < 1e-3
     whole = torch_engine.score_prompts(emb, coords, labels, True)
-    assert np.abs(whole.iou - by_torch.iou).max() > 1e-3  # the padding's feature pixels were left out
-    assert np.abs(whole.masks_of(prompts, block) - masks).max() > 1e-3
+    # A wide image's rows and a tall image's columns, not on feature-pixel bounds: the feature pixels covering them
+    # are decoded.
+    for block in ((low * 3 // 4 - 2, low), (low, low // 2 + 3)):
+        by_onnx = onnx_engine.score_prompts(emb, coords, labels, True, block)
+        by_torch = torch_engine.score_prompts(emb, coords, labels, True, block)
+        assert np.abs(by_onnx.iou - by_torch.iou).max() < 1e-4
+        masks = by_onnx.masks_of(prompts, block)
+        assert masks.shape == (5, 3, *block)
+        assert np.abs(masks - by_torch.masks_of(prompts, block)).max() < 1e-3
+        assert np.abs(whole.iou - by_torch.iou).max() > 1e-3  # the padding's feature pixels were left out
+        assert np.abs(whole.masks_of(prompts, block) - masks).max() > 1e-3
 
     older = tmp_path / "v7"
     older.mkdir()
