@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -680,6 +681,7 @@ class TinySamWidget(Container):
         annotator.generator_factory = everything_factory(self.mode.value, float(self.pred_iou.value),
                                                          float(self.stability.value))
         min_area, max_area = int(self.min_area.value), int(self.max_area.value) or None
+        started = time.perf_counter()
 
         @ensure_main_thread
         def on_prompts(tiles_done: int, tiles: int, done: int, total: int) -> None:
@@ -697,7 +699,7 @@ class TinySamWidget(Container):
 
         def done(found: dict) -> None:
             count = sum(len(v) for v in found.values())
-            self._say(f"Everything mode: {count} objects on {len(found)} plane(s)"
+            self._say(f"Everything mode: {count} objects on {len(found)} plane(s) in {time.perf_counter() - started:.1f} s"
                       + (" (cancelled)" if self._cancel.is_set() else "") + ".")
 
         return self._run(thread_worker(work)(), f"Segmenting everything on {len(keys)} plane(s)...", done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -141,6 +142,8 @@ def test_everything_fills_labels_and_export_import_round_trip(widget, qtbot, rng
     wait_idle(widget, qtbot)
     labels = widget.layers.labels.data.copy()
     assert labels[0].any() and labels[1].any()
+    objects = len(np.unique(labels[0])) + len(np.unique(labels[1])) - 2
+    assert re.fullmatch(rf"Everything mode: {objects} objects on 2 plane\(s\) in \d+\.\d s\.", widget.status.value)
     saved = widget.autosave_file()  # the worker's change reached the object store, which autosaved it
     qtbot.waitUntil(saved.exists)
     assert len(json.loads(saved.read_text())["annotations"]) == len(np.unique(labels)) - 1
