@@ -105,14 +105,20 @@ def test_one_broadcast_no_mask_equals_one_per_prompt(tiny_onnx, scene):
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(shared, repeated, strict=True))
 
 
+def _labelled_as_export_version(folder, out, version: str):
+    """A copy of the exported ``folder`` at ``out`` whose manifest says ``version``: how the backend reads an older
+    export's graphs (the files themselves are today's)."""
+    out.mkdir()
+    for file in folder.iterdir():
+        (out / file.name).write_bytes(file.read_bytes())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, export_version=version)))
+    return out
+
+
 def test_folders_exported_before_mask_broadcasting_get_one_mask_per_prompt(tiny_onnx, scene, tmp_path):
     sam, folder = tiny_onnx
-    old = tmp_path / "v2"
-    old.mkdir()
-    for f in folder.iterdir():
-        (old / f.name).write_bytes(f.read_bytes())
-    manifest = json.loads((old / "manifest.json").read_text())
-    (old / "manifest.json").write_text(json.dumps(dict(manifest, export_version="2")))
+    old = _labelled_as_export_version(folder, tmp_path / "v2", "2")
     emb = TorchBackend(sam).encode(np.ascontiguousarray(scene))
     coords = np.array([[[30.0, 40.0]], [[100.0, 120.0]]], np.float32)
     labels = np.ones((2, 1))
@@ -348,12 +354,7 @@ def test_a_block_of_the_frame_is_decoded_alone(tiny_onnx, scene, tmp_path):
         assert np.abs(whole.iou - by_torch.iou).max() > 1e-3  # the padding's feature pixels were left out
         assert np.abs(whole.masks_of(prompts, block) - masks).max() > 1e-3
 
-    older = tmp_path / "v7"
-    older.mkdir()
-    for file in folder.iterdir():
-        (older / file.name).write_bytes(file.read_bytes())
-    manifest = json.loads((folder / "manifest.json").read_text())
-    (older / "manifest.json").write_text(json.dumps(dict(manifest, export_version="7")))
+    older = _labelled_as_export_version(folder, tmp_path / "v7", "7")
     from_older = OnnxBackend(older, providers=["cpu"]).score_prompts(emb, coords, labels, True, block)
     assert np.abs(from_older.iou - whole.iou).max() < 1e-4
     assert np.abs(from_older.masks_of(prompts, block) - whole.masks_of(prompts, block)).max() < 1e-3

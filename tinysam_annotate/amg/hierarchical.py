@@ -89,6 +89,7 @@ class SamHierarchicalMaskGenerator(SamAutomaticMaskGenerator):
             candidates = [candidates[i] for i in keep]
         return self._finalize(candidates, [self._image_box] * len(candidates))
 
+
 def dense_points_around(sparse: np.ndarray, done: np.ndarray | None, image_size: tuple[int, int],
                         points_per_side: int) -> np.ndarray:
     """Round 2's prompts: around each sparse (x, y) point, the points at offsets of -1, 0, 1 and 2 dense strides
