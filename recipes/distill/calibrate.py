@@ -274,7 +274,7 @@ def calibrate(weights: str | Path, scenes: Sequence, out: str | Path, objects_pe
             "before": before, "after": after, "epochs": log}
 
 
-class _Scenes(Sequence):
+class SceneSubset(Sequence):
     """The records of ``folder`` at ``indices``, read when asked for (a corpus does not fit in memory)."""
 
     def __init__(self, folder: Sa1bFolder, indices: range) -> None:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     folder = Sa1bFolder(args.data)
     scenes = range(len(folder)) if args.scenes is None else range(min(args.scenes, len(folder)))
-    report = calibrate(args.weights, _Scenes(folder, scenes), args.out, args.objects, epochs=args.epochs,
+    report = calibrate(args.weights, SceneSubset(folder, scenes), args.out, args.objects, epochs=args.epochs,
                        cache=args.observations)
     table = markdown(report, args.weights)
     print(table)

@@ -317,3 +317,27 @@ def test_moving_average_is_exported_and_resumed(corpus, tmp_path):
     assert again.resume() and torch.equal(again.ema[name], ema)
     with pytest.raises(ValueError, match="ema_decay"):
         tiny_config(corpus, tmp_path, ema_decay=1.0)
+
+
+def test_pilots_forked_from_a_run_count_their_cost_from_the_fork_and_score_calibrated_heads(corpus, tmp_path):
+    from recipes.bench.pilots import quality, run_summary, start_point, with_calibrated_head
+    from recipes.data.sa1b import Sa1bFolder
+
+    cfg = tiny_config(corpus, tmp_path / "run", steps=2, prompts_per_image=2, max_rounds=0, ema_decay=0.9)
+    Trainer(cfg).run()
+    fork = tmp_path / "fork.pt"
+    fork.write_bytes((tmp_path / "run" / "last.pt").read_bytes())
+    Trainer(dataclasses.replace(cfg, steps=5)).run()
+    weights, since = start_point(fork)
+    assert since["step"] == 2 and since["elapsed_s"] > 0
+    _, cost = run_summary(tmp_path / "run", since)
+    _, whole = run_summary(tmp_path / "run")
+    assert cost["steps"] == 3 and cost["images"] == 3 * cfg.batch_size and whole["steps"] == 5
+    assert 0 < cost["core_hours"] < whole["core_hours"]
+    fitted = with_calibrated_head(weights, corpus, 3, tmp_path, "fork")
+    changed = {k for k in weights if not torch.equal(weights[k].float(), fitted[k].float())}
+    assert changed and all(k.startswith("mask_decoder.iou_prediction_head.") for k in changed)
+    scores = quality(fitted, Sa1bFolder(corpus), scenes=2, objects=2, encoder=TINY_ENCODER, resolution=256,
+                     click_scenes=1, clicks=3)
+    assert len(scores["clicks"]) == 3 and all(0.0 <= v <= 1.0 for v in scores["clicks"])
+    assert 0.0 <= scores["box"] <= 1.0 and 0.0 <= scores["nuclei_box"] <= 1.0
