@@ -83,10 +83,13 @@ def test_box_mode_takes_two_clicks(state):
 
 def test_everything_adds_objects_with_progress(state):
     calls = []
+    embedding = f"embedding {state.embedding_seconds * 1000:.0f} ms"
     h.everything(state, "hierarchical", 8, 0.0, 0.0, 0, None, lambda d, t: calls.append((d, t)))
     assert h.objects_table(state) and calls[-1][0] == calls[-1][1]
     assert re.fullmatch(rf"everything \(hierarchical\): {len(h.objects_table(state))} objects added in \d+\.\d s",
                         state.message)
+    # The generator's own set_image is a cache hit: the status line keeps the image's real embedding time.
+    assert embedding in h.status(state) and f"last everything {state.everything_seconds:.1f} s" in h.status(state)
     h.everything(state, "grid", 8, 0.0, 0.0, 0, None)
 
 
@@ -107,7 +110,8 @@ def test_upload_errors_name_the_file_not_the_server_path(state, engine, tmp_path
 def test_status_reports_engine_and_latency(state, engine, tmp_path):
     h.click(state, 50, 40)
     text = h.status(state)
-    assert "tiny" in text and "encode" in text and "decode" in text
+    assert "tiny" in text and f"embedding {state.embedding_seconds * 1000:.0f} ms" in text and "decode" in text
+    assert state.embedding_seconds > 0 and "everything" not in text
     assert state.session.predictor.last_decode_seconds > 0
     # Another session on the same engine reports its own timings, not the last caller's.
     other = h.open_image(h.AppState(workdir=tmp_path / "other"), engine, tmp_path / "cells.png")

@@ -59,6 +59,8 @@ class AppState:
     cancel_requested: bool = False  # set by the Cancel button while everything mode runs
     clean_masks: bool = True  # previews keep the parts the prompts point at, small holes filled
     view: View | None = None  # the part of the image the canvas shows (set when an image opens)
+    embedding_seconds: float = 0.0  # the open image's embedding with the current engine (later set_image calls hit the cache)
+    everything_seconds: float | None = None  # the last everything run on the open image
 
     @property
     def folder(self) -> Path:
@@ -131,7 +133,8 @@ def open_image(state: AppState, engine: Engine, image: str | Path | np.ndarray, 
     state.engine, state.session = engine, session
     state.box_corner = None
     state.view = fit_view(rgb.shape[1], rgb.shape[0])
-    state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {state.session.predictor.last_encode_seconds * 1000:.0f} ms"
+    state.embedding_seconds, state.everything_seconds = session.predictor.last_encode_seconds, None
+    state.message = f"{name}: {rgb.shape[1]} x {rgb.shape[0]} px, embedding {state.embedding_seconds * 1000:.0f} ms"
     return state
 
 
@@ -144,7 +147,8 @@ def switch_engine(state: AppState, engine: Engine) -> AppState:
         session.predictor.set_image(session.image)
         session.clear_prompts()
         state.box_corner = None
-        state.message = f"now using {engine.description} (embedding {session.predictor.last_encode_seconds * 1000:.0f} ms)"
+        state.embedding_seconds, state.everything_seconds = session.predictor.last_encode_seconds, None
+        state.message = f"now using {engine.description} (embedding {state.embedding_seconds * 1000:.0f} ms)"
     return state
 
 
@@ -328,7 +332,8 @@ def everything(state: AppState, mode: str = "hierarchical", points_per_side: int
     except GenerationCancelled:
         state.message = "everything cancelled: no objects added"
         return state
-    state.message = f"everything ({mode}): {len(added)} objects added in {time.perf_counter() - started:.1f} s"
+    state.everything_seconds = time.perf_counter() - started
+    state.message = f"everything ({mode}): {len(added)} objects added in {state.everything_seconds:.1f} s"
     return state
 
 
@@ -371,9 +376,11 @@ def status(state: AppState) -> str:
     if state.session is None:
         return state.engine.description
     # This session's own predictor: the engine's timings are whichever session used it last.
-    predictor = state.session.predictor
-    return (f"{state.engine.description} · last encode {predictor.last_encode_seconds * 1000:.0f} ms · "
-            f"last decode {predictor.last_decode_seconds * 1000:.1f} ms")
+    line = (f"{state.engine.description} · embedding {state.embedding_seconds * 1000:.0f} ms · "
+            f"last decode {state.session.predictor.last_decode_seconds * 1000:.1f} ms")
+    if state.everything_seconds is not None:
+        line += f" · last everything {state.everything_seconds:.1f} s"
+    return line
 
 
 def canvas_file(state: AppState, image: np.ndarray) -> Path:
