@@ -128,13 +128,19 @@ def export_qdq_encoder(quantized: Sam, path: str | os.PathLike, opset: int = 20)
 def install_int8(folder: str | os.PathLike, qdq_encoder: str | os.PathLike, details: dict) -> None:
     """Make ``qdq_encoder`` the int8 encoder of an exported ONNX folder (manifest updated atomically)."""
     from tinysam_annotate.export.manifest import OnnxManifest
-    from tinysam_annotate.export.quantize import INT8_ENCODER_FILE, INT8_MASKS_FILE, int8_files, quantize_masks_int8
+    from tinysam_annotate.export.quantize import (
+        INT8_ENCODER_FILE,
+        INT8_MASKS_FILE,
+        default_calibration_images,
+        int8_files,
+        quantize_masks_int8,
+    )
 
     folder = Path(folder)
     target = folder / INT8_ENCODER_FILE
     if Path(qdq_encoder).resolve() != target.resolve():
         os.replace(qdq_encoder, target)
     if not (folder / INT8_MASKS_FILE).exists():
-        quantize_masks_int8(folder)
+        quantize_masks_int8(folder, default_calibration_images())
     manifest = OnnxManifest.read(folder)
     manifest.with_files("int8", int8_files(manifest), details).write(folder)

@@ -22,6 +22,7 @@ from tinysam_annotate.cache import EmbeddingCache
 from tinysam_annotate.errors import ModelNotFoundError, ProviderError
 from tinysam_annotate.export.onnx_export import DecoderGraph, MasksGraph, export_onnx
 from tinysam_annotate.export.quantize import convert_fp16, quantize_int8
+from tinysam_annotate.transforms import ResizeLongestSide
 
 from ..conftest import CONFORMANCE, make_tiny_sam, require_shared
 
@@ -174,7 +175,17 @@ def test_int8_and_fp16_files(tiny_onnx, scene, tmp_path):
     # INT8: the encoder and the mask upscaler (int8 Gemms), the decoder float
     assert manifest["files"]["int8"]["masks"] == "masks.int8.onnx"
     assert manifest["files"]["int8"]["decoder"] == manifest["files"]["fp32"]["decoder"]
-    assert "MatMulInteger" in {node.op_type for node in onnx.load(str(folder / "masks.int8.onnx")).graph.node}
+    upscaler_ops = {node.op_type for node in onnx.load(str(folder / "masks.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Gemm"} <= upscaler_ops and "DynamicQuantizeLinear" not in upscaler_ops
+    # Static activation ranges: a prompt's INT8 masks do not depend on the prompts batched with it (a dynamically
+    # quantized upscaler measured its range over the whole batch).
+    int8 = OnnxBackend(folder, precision="int8", providers=["cpu"])
+    embedding = int8.encode(ResizeLongestSide(int8.image_size).apply_image(scene))
+    coords = np.array([[[10.0, 12.0]], [[40.0, 30.0]], [[55.0, 5.0]]], np.float32)
+    feeds = int8.upscaler_feeds(embedding, coords, np.ones((3, 1), np.float32))
+    together = int8.masks.run(None, feeds)[0]
+    alone = int8.masks.run(None, {name: value[:1] for name, value in feeds.items()})[0]
+    np.testing.assert_array_equal(alone[0], together[0])
     outputs = {}
     for precision in ("fp32", "int8", "fp16"):
         backend = OnnxBackend(folder, precision=precision, providers=["cpu"])

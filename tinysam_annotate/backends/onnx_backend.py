@@ -118,6 +118,15 @@ class OnnxBackend:
         decoder, masks = self._sessions_for_batches()
         return self._scored(self._feeds(embedding, coords, labels, None), multimask_output, decoder, masks)
 
+    def upscaler_feeds(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """The mask upscaler's (masks.onnx) inputs for B prompts of N points, ``coords`` B x N x 2 (x, y) in the
+        model's input frame and ``labels`` B x N: mask features B x 64 x 64 x C and the multimask outputs' weights
+        B x 3 x C/8. What the INT8 upscaler's activation ranges are calibrated on."""
+        if self.masks is None:
+            raise ValueError(f"{self.folder}'s decoder makes its masks itself (export version 4 and older): no upscaler")
+        _, features, weights = self.decoder.run(None, self._feeds(embedding, coords, labels, None))
+        return {"mask_features": features, "mask_weights": np.ascontiguousarray(weights[:, self._token_slice(True)])}
+
     def _sessions_for_batches(self) -> tuple[ort.InferenceSession, ort.InferenceSession | None]:
         """The decoder and upscaler sessions for everything-mode batches: with concurrent batches, one-thread
         sessions made at the first batch (a click keeps the sessions that spread one run over every core)."""
