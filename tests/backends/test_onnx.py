@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from tinysam_annotate import SamPredictor, load_model
+from tinysam_annotate.amg import SamAutomaticMaskGenerator
 from tinysam_annotate.backends.base import ScoresFirst
 from tinysam_annotate.backends.onnx_backend import OnnxBackend
 from tinysam_annotate.backends.torch_backend import TorchBackend
@@ -186,6 +187,10 @@ def test_int8_and_fp16_files(tiny_onnx, scene, tmp_path):
     together = int8.masks.run(None, feeds)[0]
     alone = int8.masks.run(None, {name: value[:1] for name, value in feeds.items()})[0]
     np.testing.assert_array_equal(alone[0], together[0])
+    # So everything mode gives the same masks whatever its batch size (sized from memory unless set).
+    runs = [SamAutomaticMaskGenerator(int8, points_per_side=4, points_per_batch=batch, pred_iou_thresh=0.0,
+                                      stability_score_thresh=0.0).generate(scene) for batch in (3, 16)]
+    assert runs[0] and [a["segmentation"].tobytes() for a in runs[0]] == [a["segmentation"].tobytes() for a in runs[1]]
     outputs = {}
     for precision in ("fp32", "int8", "fp16"):
         backend = OnnxBackend(folder, precision=precision, providers=["cpu"])
