@@ -95,3 +95,23 @@ def test_torch_paths_without_pytorch_say_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(TorchUnavailableError, match=r"pip install 'tinysam-annotate\[torch\]'"):
         load_model("tinysam-synth", backend="torch")
+
+
+def test_a_cached_int8_folder_with_the_old_per_call_upscaler_is_quantized_again(monkeypatch, tmp_path, tiny_checkpoint):
+    import json
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    monkeypatch.setenv("TINYSAM_ANNOTATE_HOME", str(tmp_path))
+    folder = load_model(tiny_checkpoint, backend="onnx", precision="int8").folder
+    # What exports wrote until 2026-12-01: a dynamically quantized upscaler, named so in the manifest.
+    quantize_dynamic(str(folder / "masks.onnx"), str(folder / "masks.int8.onnx"), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["quantization"]["int8"]["masks"] = "dynamic: int8 weights, uint8 activations quantized per call"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert load_model(tiny_checkpoint, backend="onnx", precision="int8").folder == folder
+    ops = {node.op_type for node in onnx.load(str(folder / "masks.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" not in ops and "QuantizeLinear" in ops
+    assert json.loads((folder / "manifest.json").read_text())["quantization"]["int8"]["masks"].startswith("static")

@@ -123,11 +123,14 @@ def onnx_cache_dir(model_id: str, weights_hash: str) -> Path:
 def ensure_onnx(checkpoint: Path, model_id: str, weights_hash: str, arch: str | None, precision: str) -> Path:
     """The cached ONNX folder for a checkpoint, exporting / quantizing what ``precision`` needs."""
     from .export.manifest import OnnxManifest
+    from .export.quantize import masks_quantized_per_call
     from .export.versions import MANIFEST_FILE
 
     folder = onnx_cache_dir(model_id, weights_hash)
-    have = OnnxManifest.read(folder).files if (folder / MANIFEST_FILE).is_file() else {}
-    if precision in have:
+    manifest = OnnxManifest.read(folder) if (folder / MANIFEST_FILE).is_file() else None
+    have = manifest.files if manifest is not None else {}
+    current = manifest is not None and not (precision == "int8" and masks_quantized_per_call(manifest))
+    if precision in have and current:
         return folder
     sam = _build_torch(checkpoint, arch)
     if "fp32" not in have:

@@ -135,6 +135,12 @@ def quantize_masks_int8(folder: str | os.PathLike, images: list[np.ndarray], per
     return out
 
 
+def masks_quantized_per_call(manifest: OnnxManifest) -> bool:
+    """Whether a folder's INT8 mask upscaler is the dynamically quantized one that exports wrote until 2026-12-01,
+    whose masks depend on the prompts batched with them: a cached folder holding one is quantized again."""
+    return str(manifest.quantization.get("int8", {}).get("masks", "")).startswith("dynamic")
+
+
 def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra: dict | None = None) -> None:
     OnnxManifest.read(folder).with_files(precision, files, extra).write(folder)
 
