@@ -115,7 +115,7 @@ def test_status_reports_engine_and_latency(state, engine, tmp_path):
     assert state.session.predictor.last_decode_seconds > 0
     # Another session on the same engine reports its own timings, not the last caller's.
     other = h.open_image(h.AppState(workdir=tmp_path / "other"), engine, tmp_path / "cells.png")
-    assert "last decode 0.0 ms" in h.status(other) and "last decode 0.0 ms" not in h.status(state)
+    assert "last decode" not in h.status(other) and "last decode" in h.status(state)
 
 
 def test_bad_inputs_are_clear_errors(engine, tmp_path):

@@ -376,8 +376,10 @@ def status(state: AppState) -> str:
     if state.session is None:
         return state.engine.description
     # This session's own predictor: the engine's timings are whichever session used it last.
-    line = (f"{state.engine.description} · embedding {state.embedding_seconds * 1000:.0f} ms · "
-            f"last decode {state.session.predictor.last_decode_seconds * 1000:.1f} ms")
+    line = f"{state.engine.description} · embedding {state.embedding_seconds * 1000:.0f} ms"
+    decode_seconds = state.session.predictor.last_decode_seconds
+    if decode_seconds > 0:  # 0 until this session's first click
+        line += f" · last decode {decode_seconds * 1000:.1f} ms"
     if state.everything_seconds is not None:
         line += f" · last everything {state.everything_seconds:.1f} s"
     return line
