@@ -129,8 +129,8 @@ def ensure_onnx(checkpoint: Path, model_id: str, weights_hash: str, arch: str | 
     folder = onnx_cache_dir(model_id, weights_hash)
     manifest = OnnxManifest.read(folder) if (folder / MANIFEST_FILE).is_file() else None
     have = manifest.files if manifest is not None else {}
-    current = manifest is not None and not (precision == "int8" and masks_quantized_per_call(manifest))
-    if precision in have and current:
+    stale = manifest is not None and precision == "int8" and masks_quantized_per_call(manifest)
+    if precision in have and not stale:
         return folder
     sam = _build_torch(checkpoint, arch)
     if "fp32" not in have:

@@ -105,33 +105,14 @@ def quantize_masks_int8(folder: str | os.PathLike, images: list[np.ndarray], per
     """Write masks.int8.onnx (static QDQ: int8 weights, uint8 activations with ranges calibrated on ``images``'
     mask features, float outputs) next to the FP32 masks file; None for folders without one (export version 4 and
     older)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     folder = Path(folder)
     source = OnnxManifest.read(folder).files["fp32"].get("masks")
     if source is None:
         return None
     out = folder / INT8_MASKS_FILE
-    with tempfile.TemporaryDirectory() as tmp:
-        # Folding the graph first makes the Gemms' biases constants, which ORT needs to fuse each into one int8 QGemm.
-        prepared = Path(tmp) / "masks.prep.onnx"
-        quant_pre_process(str(folder / source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out),
-            MaskFeatureCalibrationReader(folder, images),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Gemm"],  # the per-pixel layers; the last product multiplies two activations
-            calibrate_method=CalibrationMethod.MinMax,
-            # Float outputs (int8 GEMMs that dequantize in the kernel), as in the encoder: 1.12x faster than QGemm's
-            # uint8 output and closer to FP32.
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                           "OpTypesToExcludeOutputQuantization": ["Gemm"]},
-        )
+    # Only the per-pixel Gemms: the last product multiplies two activations. The pre-processing folds the graph,
+    # which makes the Gemms' biases constants, as ORT needs to fuse each into one int8 QGemm.
+    _quantize_static_qdq(folder / source, out, MaskFeatureCalibrationReader(folder, images), ["Gemm"], per_channel)
     return out
 
 
@@ -145,26 +126,19 @@ def _update_manifest(folder: Path, precision: str, files: dict[str, str], extra:
     OnnxManifest.read(folder).with_files(precision, files, extra).write(folder)
 
 
-def quantize_int8(
-    folder: str | os.PathLike,
-    calibration_images: list[np.ndarray] | None = None,
-    per_channel: bool = True,
-    op_types: list[str] | None = None,
-) -> Path:
-    """Write encoder.int8.onnx (QDQ) next to encoder.onnx and masks.int8.onnx next to masks.onnx; the decoder stays
-    FP32. Returns the encoder's path."""
+def _quantize_static_qdq(source: Path, out: Path, reader: ImageCalibrationReader, op_types: list[str], per_channel: bool,
+                         float_node_patterns: tuple[str, ...] = ()) -> None:
+    """Write ``out``: ``source`` pre-processed (folded, shapes inferred), then ``op_types`` quantized as static QDQ -
+    int8 symmetric weights, uint8 activations with MinMax ranges from ``reader``, float outputs (int8 GEMMs that
+    dequantize in the kernel) - leaving float the nodes whose names contain one of ``float_node_patterns``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    folder = Path(folder)
-    images = calibration_images if calibration_images is not None else default_calibration_images()
-    reader = ImageCalibrationReader(images, OnnxManifest.read(folder).image_size)
-    out = folder / INT8_ENCODER_FILE
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "encoder.prep.onnx"
-        quant_pre_process(str(folder / ENCODER_FILE), str(prepared), skip_symbolic_shape=True)
-        float_nodes = [n.name for n in onnx.load(str(prepared)).graph.node if any(p in n.name for p in FLOAT_NODE_PATTERNS)]
+        prepared = Path(tmp) / source.name.replace(".onnx", ".prep.onnx")
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        float_nodes = [n.name for n in onnx.load(str(prepared)).graph.node if any(p in n.name for p in float_node_patterns)]
         quantize_static(
             str(prepared),
             str(out),
@@ -173,7 +147,7 @@ def quantize_int8(
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=op_types or QUANTIZED_OPS,
+            op_types_to_quantize=op_types,
             nodes_to_exclude=float_nodes,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
@@ -182,6 +156,21 @@ def quantize_int8(
                 "OpTypesToExcludeOutputQuantization": FLOAT_OUTPUT_OPS,
             },
         )
+
+
+def quantize_int8(
+    folder: str | os.PathLike,
+    calibration_images: list[np.ndarray] | None = None,
+    per_channel: bool = True,
+    op_types: list[str] | None = None,
+) -> Path:
+    """Write encoder.int8.onnx (QDQ) next to encoder.onnx and masks.int8.onnx next to masks.onnx; the decoder stays
+    FP32. Returns the encoder's path."""
+    folder = Path(folder)
+    images = calibration_images if calibration_images is not None else default_calibration_images()
+    reader = ImageCalibrationReader(images, OnnxManifest.read(folder).image_size)
+    out = folder / INT8_ENCODER_FILE
+    _quantize_static_qdq(folder / ENCODER_FILE, out, reader, op_types or QUANTIZED_OPS, per_channel, FLOAT_NODE_PATTERNS)
     quantize_masks_int8(folder, images, per_channel)
     _update_manifest(
         folder,
